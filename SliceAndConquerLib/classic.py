@@ -1,0 +1,87 @@
+"""Classical (non-learned) stand-ins for f2D, f3D and the recommendation, used until trained networks
+exist and as named baselines: OpenCV GrabCut on the slice, Slicer's Fill between slices over the
+accepted planes, and a recommendation that bisects the largest unannotated gap."""
+from __future__ import annotations
+
+import numpy as np
+import cv2
+
+from .geometry import bounding_box
+from .session import Plane, Prediction3D
+
+
+class GrabCut2D:
+    """OpenCV GrabCut seeded by the clicks (hard labels) and the previous mask (probable foreground),
+    inside a window around them; everything outside the window is background."""
+    name = "grabcut"
+
+    def __init__(self, window_mm: float = 60.0, seed_radius: int = 2, iterations: int = 5):
+        self.window_mm = window_mm
+        self.seed_radius = seed_radius
+        self.iterations = iterations
+
+    def predict(self, image2d, previous, clicks, spacing2d):
+        positive = [c for c in clicks if c.positive]
+        support = previous.copy()
+        for c in positive:
+            support[c.row, c.col] = True
+        if not support.any():
+            return np.zeros_like(previous)
+        margin = [max(4, int(self.window_mm / 2 / s)) for s in spacing2d]
+        box = bounding_box(support, margin=margin)
+        labels = np.full(previous.shape, cv2.GC_BGD, np.uint8)
+        labels[box] = cv2.GC_PR_BGD
+        labels[previous] = cv2.GC_PR_FGD
+        for c in clicks:
+            cv2.circle(labels, (c.col, c.row), self.seed_radius, int(cv2.GC_FGD if c.positive else cv2.GC_BGD), -1)
+        if not (labels == cv2.GC_FGD).any() and not (labels == cv2.GC_PR_FGD).any():
+            return np.zeros_like(previous)
+        rgb = np.repeat((np.clip(image2d, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=2)
+        background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+        try:
+            cv2.grabCut(rgb, labels, None, background, foreground, self.iterations, cv2.GC_INIT_WITH_MASK)
+        except cv2.error:  # one class has too few samples to fit its colour model
+            pass
+        return (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+
+
+class FillBetweenSlices3D:
+    """Slicer's Fill between slices (morphological contour interpolation) over the accepted planes."""
+    name = "fill-between-slices"
+
+    def predict(self, image, spacing, previous, accepted):
+        from .evaluation.slicer_filters import fill_between_slices
+
+        labelmap = np.zeros(image.shape, np.uint8)
+        axes = {entry.plane.axis for entry in accepted}
+        for entry in accepted:
+            index = [slice(None)] * 3
+            index[entry.plane.axis] = entry.plane.index
+            labelmap[tuple(index)] = entry.mask
+        if not labelmap.any():
+            return Prediction3D(np.zeros(image.shape, bool))
+        axis = axes.pop() if len(axes) == 1 else None
+        return Prediction3D(fill_between_slices(labelmap, spacing, axis=axis))
+
+
+class GapRecommender:
+    """Without a confidence map: the plane on axis 0 halfway across the largest stretch of slices of
+    the current 3D mask's extent (plus a margin) that holds no accepted plane."""
+
+    def __init__(self, axis: int = 0, margin: int = 2):
+        self.axis = axis
+        self.margin = margin
+
+    def recommend(self, session):
+        box = bounding_box(session.mask3d, margin=self.margin)
+        if box is None:
+            return None
+        lo, hi = box[self.axis].start, box[self.axis].stop - 1
+        taken = sorted(a.plane.index for a in session.accepted if a.plane.axis == self.axis)
+        edges = [lo - 1] + [i for i in taken if lo <= i <= hi] + [hi + 1]
+        gaps = [(b - a, a, b) for a, b in zip(edges[:-1], edges[1:])]
+        size, a, b = max(gaps)
+        if size < 2:
+            return None
+        # An end gap (open to the outside) is sampled near its middle too.
+        return Plane(self.axis, int((a + b) // 2))

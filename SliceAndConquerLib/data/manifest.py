@@ -1,0 +1,52 @@
+"""Manifests: {"cases": [{"name", "image", "label", "value"}]}, paths relative to the manifest file.
+One case is one binary target: the voxels of `label` equal to `value`."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputError
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    image: Path
+    label: Path
+    value: int
+
+    def load(self):
+        """(Volume, bool target) with the target checked against the image grid."""
+        from ..imageio import read_label, read_volume
+
+        volume = read_volume(self.image)
+        return volume, read_label(self.label, self.value, reference=volume)
+
+
+def read_manifest(path) -> list[Case]:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        entries = data["cases"]
+        cases = [Case(str(c["name"]), (path.parent / c["image"]).resolve(), (path.parent / c["label"]).resolve(),
+                      int(c["value"])) for c in entries]
+    except FileNotFoundError:
+        raise InputError(f"{path}: manifest not found (run `snc data fetch` first?)") from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{path}: not a valid manifest ({type(exc).__name__}: {exc})") from None
+    if not cases:
+        raise InputError(f"{path}: manifest lists no cases")
+    return cases
+
+
+def write_manifest(path, cases: list[dict]) -> Path:
+    """Write entries whose image/label paths are absolute or relative to the manifest's folder."""
+    path = Path(path)
+    base = path.parent.resolve()
+    rows = []
+    for c in cases:
+        rel = {key: str(Path(c[key]).resolve().relative_to(base)) for key in ("image", "label")}
+        rows.append({"name": c["name"], **rel, "value": int(c["value"])})
+    path.write_text(json.dumps({"cases": rows}, indent=1) + "\n")
+    return path

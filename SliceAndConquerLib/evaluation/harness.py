@@ -1,0 +1,78 @@
+"""`snc evaluate`: every method on every case of a manifest with the robot user, one JSON out."""
+from __future__ import annotations
+
+import statistics
+from functools import lru_cache
+from typing import Callable
+
+import numpy as np
+from tqdm import tqdm
+
+from ..data.manifest import read_manifest
+from ..imageio import read_label, read_volume
+from ..session import Session
+from .baselines import run_baseline
+from .robot import run_robot
+
+BASELINES = ("fbs-oracle", "nearest-oracle", "growcut")
+
+
+def _classic_session(volume, spacing):
+    from ..classic import FillBetweenSlices3D, GapRecommender, GrabCut2D
+
+    return Session(volume, spacing, GrabCut2D(), FillBetweenSlices3D(), GapRecommender())
+
+
+# Methods that run the whole Session with the robot user: name -> factory(image, spacing).
+SESSION_METHODS: dict[str, Callable] = {"grabcut-fbs": _classic_session}
+
+
+def available_methods() -> list[str]:
+    return list(BASELINES) + list(SESSION_METHODS)
+
+
+def run_method(method, image, truth, spacing, slices, max_clicks, seed) -> dict:
+    if method in BASELINES:
+        return run_baseline(method, image, truth, spacing, slices, max_clicks)
+    session = SESSION_METHODS[method](image, spacing)
+    run = run_robot(session, truth, iterations=slices, max_clicks=max_clicks, seed=seed)
+    return {"dice": run.dice, "clicks": run.clicks, "seconds": run.seconds}
+
+
+def summarize(results: list[dict]) -> dict:
+    summary = {}
+    for method in dict.fromkeys(r["method"] for r in results):
+        rows = [r for r in results if r["method"] == method]
+        length = max(len(r["dice"]) for r in rows)
+        # A run that stopped early (nothing left to recommend) keeps its last DSC.
+        padded = np.array([r["dice"] + r["dice"][-1:] * (length - len(r["dice"])) for r in rows])
+        summary[method] = {
+            "mean_dice": [round(float(v), 4) for v in padded.mean(axis=0)],
+            "mean_clicks": round(float(np.mean([r["clicks"][-1] for r in rows])), 2),
+            "median_seconds": round(float(statistics.median(s for r in rows for s in r["seconds"])), 4),
+            "cases": len(rows),
+        }
+    return summary
+
+
+def evaluate(manifest, methods, slices=6, max_clicks=5, seed=0, limit=None, progress=True) -> dict:
+    unknown = [m for m in methods if m not in available_methods()]
+    if unknown:
+        raise ValueError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(available_methods())}")
+    cases = read_manifest(manifest)[:limit]
+    load_image = lru_cache(maxsize=2)(read_volume)  # many targets share one image
+    results = []
+    with tqdm(total=len(cases) * len(methods), disable=not progress, desc="evaluate", unit="run") as bar:
+        for case in cases:
+            volume = load_image(case.image)
+            truth = read_label(case.label, case.value, reference=volume)
+            for method in methods:
+                bar.set_postfix_str(f"{case.name} {method}")
+                out = run_method(method, volume.array, truth, volume.spacing, slices, max_clicks, seed)
+                results.append({"case": case.name, "method": method,
+                                "dice": [round(d, 5) for d in out["dice"]], "clicks": out["clicks"],
+                                "seconds": [round(s, 4) for s in out["seconds"]]})
+                bar.update()
+    settings = {"manifest": str(manifest), "methods": list(methods), "slices": slices,
+                "max_clicks": max_clicks, "seed": seed, "cases": len(cases)}
+    return {"settings": settings, "results": results, "summary": summarize(results)}

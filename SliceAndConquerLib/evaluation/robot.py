@@ -1,0 +1,77 @@
+"""The robot user of the paper's protocol (Sec. 4.4), driving a Session from a ground-truth mask."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..clicks import next_click
+from ..metrics import dice
+from ..session import Plane, Session
+
+STOP_DICE = 0.9   # the 2D stage ends when the slice DSC exceeds this ...
+MAX_CLICKS = 5    # ... or after this many clicks; only masks above STOP_DICE are used for alignment
+
+
+def largest_area_index(truth: np.ndarray, axis: int = 0) -> int:
+    areas = truth.sum(axis=tuple(a for a in range(3) if a != axis))
+    return int(np.argmax(areas))
+
+
+def first_plane(truth: np.ndarray, rng: np.random.Generator, axis: int = 0) -> Plane:
+    """A random slice next to the slice of largest target area on `axis` (one that still holds
+    target; the largest slice itself when no neighbour does)."""
+    best = largest_area_index(truth, axis)
+    holds_target = truth.any(axis=tuple(a for a in range(3) if a != axis))
+    neighbours = [i for i in (best - 1, best + 1) if 0 <= i < truth.shape[axis] and holds_target[i]]
+    return Plane(axis, int(rng.choice(neighbours)) if neighbours else best)
+
+
+def annotate_plane(session: Session, truth: np.ndarray, max_clicks: int = MAX_CLICKS,
+                   stop_dice: float = STOP_DICE) -> tuple[int, float]:
+    """Click on the session's current plane until the slice DSC exceeds `stop_dice` or `max_clicks`
+    were used. Returns (clicks used, final slice DSC)."""
+    target = session.plane.of(truth)
+    score = dice(session.mask2d, target)
+    used = 0
+    while used < max_clicks and score <= stop_dice:
+        click = next_click(session.mask2d, target)
+        if click is None:
+            break
+        session.click(click.row, click.col, click.positive)
+        used += 1
+        score = dice(session.mask2d, target)
+    return used, score
+
+
+@dataclass
+class RobotRun:
+    dice: list = field(default_factory=list)     # 3D DSC after each iteration
+    clicks: list = field(default_factory=list)   # clicks used so far, after each iteration
+    seconds: list = field(default_factory=list)  # compute time of each iteration
+    planes: list = field(default_factory=list)
+
+
+def run_robot(session: Session, truth: np.ndarray, iterations: int = 6, max_clicks: int = MAX_CLICKS,
+              seed: int = 0, first: Plane | None = None) -> RobotRun:
+    """Algorithm 1 with the robot user: annotate, accept, move to the recommended plane, repeat."""
+    rng = np.random.default_rng(seed)
+    run = RobotRun()
+    plane = first or first_plane(truth, rng)
+    total_clicks = 0
+    for _ in range(iterations):
+        if plane is None:
+            break
+        start = time.perf_counter()
+        session.begin_slice(plane)
+        used, score = annotate_plane(session, truth, max_clicks)
+        session.accept_slice(align=score > STOP_DICE)
+        total_clicks += used
+        run.planes.append(plane)
+        next_plane = session.recommend()
+        run.seconds.append(time.perf_counter() - start)
+        run.dice.append(dice(session.mask3d, truth))
+        run.clicks.append(total_clicks)
+        plane = next_plane
+    return run

@@ -1,0 +1,61 @@
+"""Regions of interest and resampling on numpy volumes [k, j, i] with spacing in the same order."""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+
+def bounding_box(mask: np.ndarray, margin=0, min_size=1):
+    """Tuple of slices around the True voxels of `mask`, grown by `margin` voxels per axis (int or
+    per-axis) and to at least `min_size` voxels per axis, clipped to the array. None if empty."""
+    if not mask.any():
+        return None
+    shape = mask.shape
+    margins = np.broadcast_to(np.asarray(margin, dtype=int), (mask.ndim,))
+    sizes = np.broadcast_to(np.asarray(min_size, dtype=int), (mask.ndim,))
+    box = []
+    for axis in range(mask.ndim):
+        other = tuple(a for a in range(mask.ndim) if a != axis)
+        present = np.flatnonzero(mask.any(axis=other))
+        lo = max(0, int(present[0]) - int(margins[axis]))
+        hi = min(shape[axis], int(present[-1]) + 1 + int(margins[axis]))
+        size = min(int(sizes[axis]), shape[axis])
+        if hi - lo < size:  # grow around the centre, then slide back inside the array
+            lo = (lo + hi - size) // 2
+            lo = min(max(0, lo), shape[axis] - size)
+            hi = lo + size
+        box.append(slice(lo, hi))
+    return tuple(box)
+
+
+def crop(volume: np.ndarray, box) -> np.ndarray:
+    """A copy of the box's voxels (a copy, so later edits of either never leak into the other)."""
+    return volume[box].copy()
+
+
+def paste(volume: np.ndarray, box, patch: np.ndarray) -> np.ndarray:
+    """A new volume equal to `volume` except inside `box`, which holds `patch`."""
+    out = volume.copy()
+    out[box] = patch
+    return out
+
+
+def resample(array: np.ndarray, spacing, new_spacing=None, new_shape=None, order=1) -> np.ndarray:
+    """Resample so that the physical extent (shape * spacing) is kept. Give either the target spacing
+    or the target shape. order=0 for labels, 1 for images."""
+    spacing = np.asarray(spacing, dtype=float)
+    if new_shape is None:
+        extent = np.asarray(array.shape) * spacing
+        new_shape = np.maximum(1, np.round(extent / np.asarray(new_spacing, dtype=float))).astype(int)
+    new_shape = tuple(int(s) for s in new_shape)
+    if new_shape == array.shape:
+        return array.copy()
+    zoom = np.asarray(new_shape) / np.asarray(array.shape)
+    if array.dtype == bool:
+        return ndimage.zoom(array.astype(np.float32), zoom, order=order, mode="nearest", grid_mode=True) >= 0.5
+    return ndimage.zoom(array, zoom, order=order, mode="nearest", grid_mode=True)
+
+
+def resampled_spacing(shape, spacing, new_shape):
+    """Spacing of a resampled array that keeps the physical extent."""
+    return tuple(float(s * n / m) for s, n, m in zip(spacing, shape, new_shape))

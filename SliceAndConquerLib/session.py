@@ -1,0 +1,214 @@
+"""The Slice-and-Conquer state machine of Algorithm 1, on numpy arrays. No Slicer, no Qt.
+
+One Session owns the loop: the 2D stage on one plane (clicks -> f2D -> 2D mask), accepting the plane
+(f3D over every accepted plane -> 3D mask), the next-plane recommendation, and undo at both levels.
+Accepted planes (with their clicks and 2D masks) are the single source of the paper's P^{2D->3D} and
+M^{2D->3D}; `guidance()` derives them on demand.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from .clicks import Click, disk_maps
+from .errors import InputError
+from .intensity import normalize
+
+
+@dataclass(frozen=True)
+class Plane:
+    """A 2D slice: `axis` of the numpy array [k, j, i] it is perpendicular to, and its index."""
+    axis: int
+    index: int
+
+    def of(self, volume: np.ndarray) -> np.ndarray:
+        """The slice of a 3D array on this plane (a view)."""
+        return np.take(volume, self.index, axis=self.axis)
+
+    def spacing2d(self, spacing) -> tuple:
+        return tuple(s for a, s in enumerate(spacing) if a != self.axis)
+
+
+@dataclass(frozen=True)
+class AcceptedSlice:
+    plane: Plane
+    clicks: tuple
+    mask: np.ndarray
+    align: bool = True  # whether post-processing may align the 3D result to this mask
+
+
+@dataclass
+class Prediction3D:
+    mask: np.ndarray
+    confidence: np.ndarray | None = None  # max-softmax probability per voxel, when the model gives one
+
+
+class Predictor2D(Protocol):
+    name: str
+
+    def predict(self, image2d: np.ndarray, previous: np.ndarray, clicks: Sequence[Click],
+                spacing2d) -> np.ndarray:
+        """Boolean 2D mask from a normalised slice, the previous 2D mask and all clicks so far."""
+
+
+class Predictor3D(Protocol):
+    name: str
+
+    def predict(self, image: np.ndarray, spacing, previous: np.ndarray,
+                accepted: Sequence[AcceptedSlice]) -> Prediction3D:
+        """3D mask from the normalised image, the previous 3D mask and every accepted slice."""
+
+
+class Recommender(Protocol):
+    def recommend(self, session: "Session") -> Plane | None:
+        """The plane to annotate next, or None when nothing is left to recommend."""
+
+
+@dataclass
+class _Stage2D:
+    plane: Plane
+    start: np.ndarray                      # M_{t,0}: the slice of the 3D mask when the stage began
+    clicks: list = field(default_factory=list)
+    masks: list = field(default_factory=list)  # masks[s] after click s
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self.masks[-1] if self.masks else self.start
+
+
+class Session:
+    """Algorithm 1. `image` is the raw volume [k, j, i]; `spacing` in the same order."""
+
+    def __init__(self, image: np.ndarray, spacing, predictor2d: Predictor2D, predictor3d: Predictor3D,
+                 recommender: Recommender | None = None, existing_mask: np.ndarray | None = None,
+                 modality: str = "auto"):
+        image = np.asarray(image)
+        if image.ndim != 3:
+            raise InputError(f"image is {image.ndim}D; a 3D volume is needed")
+        if min(image.shape) < 2:
+            raise InputError(f"image has shape {image.shape}; a 3D volume needs at least 2 voxels per axis")
+        if not np.isfinite(image).all():
+            raise InputError("image holds NaN or infinite values")
+        if existing_mask is not None and np.shape(existing_mask) != image.shape:
+            raise InputError(f"existing mask shape {np.shape(existing_mask)} differs from image {image.shape}")
+        self.image = normalize(image, modality)
+        self.spacing = tuple(float(s) for s in spacing)
+        self.predictor2d = predictor2d
+        self.predictor3d = predictor3d
+        self.recommender = recommender
+        self.mask3d = np.zeros(image.shape, bool) if existing_mask is None else np.asarray(existing_mask, bool).copy()
+        self.confidence: np.ndarray | None = None
+        self.accepted: list[AcceptedSlice] = []
+        self._undo3d: list[tuple] = []       # (mask3d, confidence) before each accept
+        self._stage: _Stage2D | None = None
+
+    # ---- state -----------------------------------------------------------------------------
+    @property
+    def t(self) -> int:
+        """Number of completed SnC iterations (accepted planes)."""
+        return len(self.accepted)
+
+    @property
+    def plane(self) -> Plane | None:
+        return self._stage.plane if self._stage else None
+
+    @property
+    def clicks(self) -> list:
+        return list(self._stage.clicks) if self._stage else []
+
+    @property
+    def mask2d(self) -> np.ndarray | None:
+        return self._stage.mask.copy() if self._stage else None
+
+    # ---- 2D stage -----------------------------------------------------------------------------
+    def begin_slice(self, plane: Plane) -> np.ndarray:
+        """Start the 2D stage on `plane`; its mask starts as the slice of the current 3D mask."""
+        if plane.axis not in (0, 1, 2):
+            raise InputError(f"axis {plane.axis} is not 0, 1 or 2")
+        if not 0 <= plane.index < self.image.shape[plane.axis]:
+            raise InputError(f"slice {plane.index} is outside the volume (axis {plane.axis} has "
+                             f"{self.image.shape[plane.axis]} slices)")
+        self._stage = _Stage2D(plane, plane.of(self.mask3d).copy())
+        return self.mask2d
+
+    def click(self, row: int, col: int, positive: bool = True) -> np.ndarray:
+        """Add a click on the current plane and run f2D; returns the new 2D mask."""
+        stage = self._require_stage()
+        height, width = stage.start.shape
+        if not (0 <= row < height and 0 <= col < width):
+            raise InputError(f"click ({row}, {col}) is outside the slice ({height} x {width})")
+        clicks = stage.clicks + [Click(int(row), int(col), bool(positive))]
+        mask = self.predictor2d.predict(stage.plane.of(self.image), stage.mask, clicks,
+                                        stage.plane.spacing2d(self.spacing))
+        stage.clicks.append(clicks[-1])
+        stage.masks.append(np.asarray(mask, bool))
+        return self.mask2d
+
+    def undo_click(self) -> np.ndarray:
+        stage = self._require_stage()
+        if stage.clicks:
+            stage.clicks.pop()
+            stage.masks.pop()
+        return self.mask2d
+
+    def reset_slice(self) -> np.ndarray:
+        stage = self._require_stage()
+        stage.clicks.clear()
+        stage.masks.clear()
+        return self.mask2d
+
+    def _require_stage(self) -> _Stage2D:
+        if self._stage is None:
+            raise InputError("no slice is being annotated: call begin_slice first")
+        return self._stage
+
+    # ---- 3D stage -----------------------------------------------------------------------------
+    def accept_slice(self, mask: np.ndarray | None = None, align: bool = True) -> np.ndarray:
+        """Accept the current 2D mask (or a mask the user edited by hand) and run f3D.
+        Re-accepting a plane replaces its earlier entry. Returns the new 3D mask."""
+        stage = self._require_stage()
+        mask = stage.mask if mask is None else np.asarray(mask, bool)
+        if mask.shape != stage.start.shape:
+            raise InputError(f"mask shape {mask.shape} differs from the slice shape {stage.start.shape}")
+        entry = AcceptedSlice(stage.plane, tuple(stage.clicks), mask.copy(), align)
+        accepted = [a for a in self.accepted if a.plane != stage.plane] + [entry]
+        result = self.predictor3d.predict(self.image, self.spacing, self.mask3d, accepted)
+        self._undo3d.append((self.mask3d, self.confidence, self.accepted))
+        self.accepted = accepted
+        self.mask3d = np.asarray(result.mask, bool)
+        self.confidence = result.confidence
+        self._stage = None
+        return self.mask3d
+
+    def undo_slice(self) -> np.ndarray:
+        """Undo the last accept: the 3D mask, confidence and accepted planes return exactly."""
+        if self._undo3d:
+            self.mask3d, self.confidence, self.accepted = self._undo3d.pop()
+            self._stage = None
+        return self.mask3d
+
+    def recommend(self) -> Plane | None:
+        return self.recommender.recommend(self) if self.recommender else None
+
+    def guidance(self) -> np.ndarray:
+        """P^{2D->3D} and M^{2D->3D} from the accepted planes: float32 [4, K, J, I] with positive and
+        negative click disks, accepted 2D masks, and a channel marking annotated planes (so that
+        'annotated background' differs from 'not annotated')."""
+        return guidance_volumes(self.accepted, self.image.shape)
+
+
+def guidance_volumes(accepted: Sequence[AcceptedSlice], shape) -> np.ndarray:
+    volumes = np.zeros((4,) + tuple(shape), dtype=np.float32)
+    for entry in accepted:
+        index = [slice(None)] * 3
+        index[entry.plane.axis] = entry.plane.index
+        plane_shape = entry.mask.shape
+        clicks_2d = disk_maps(entry.clicks, plane_shape)
+        for channel in range(2):
+            target = volumes[channel][tuple(index)]
+            np.maximum(target, clicks_2d[channel], out=target)
+        volumes[2][tuple(index)] = np.maximum(volumes[2][tuple(index)], entry.mask)
+        volumes[3][tuple(index)] = 1.0
+    return volumes

@@ -1,0 +1,34 @@
+import numpy as np
+
+from conftest import make_sphere
+from SliceAndConquerLib.classic import GapRecommender
+from SliceAndConquerLib.evaluation.robot import first_plane, run_robot
+from SliceAndConquerLib.session import Plane, Session
+
+
+def test_first_plane_is_next_to_the_largest_slice_and_first_click_is_interior(sphere):
+    rng = np.random.default_rng(0)
+    planes = {first_plane(sphere, rng) for _ in range(20)}
+    assert planes == {Plane(0, 11), Plane(0, 13)}  # the sphere's largest slice is 12
+    from SliceAndConquerLib.clicks import next_click
+
+    click = next_click(np.zeros(sphere.shape[1:], bool), sphere[13])
+    assert click.positive and (click.row, click.col) == (16, 14)
+
+
+def test_robot_is_seeded_and_improves(sphere_image, sphere, toy_predictors):
+    runs = []
+    for _ in range(2):
+        session = Session(sphere_image, (1, 1, 1), *toy_predictors, recommender=GapRecommender())
+        runs.append(run_robot(session, sphere, iterations=3, seed=3))
+    assert runs[0].dice == runs[1].dice and runs[0].planes == runs[1].planes
+    run = runs[0]
+    assert len(run.dice) == 3 and run.clicks == sorted(run.clicks) and run.clicks[0] >= 1
+    assert run.planes[0] in (Plane(0, 11), Plane(0, 13))
+    assert 0 < run.dice[0] and len(set(run.planes)) == 3
+
+
+def test_robot_sees_thin_targets_without_neighbours():
+    truth = np.zeros((5, 20, 20), bool)
+    truth[2, 5:15, 5:15] = True
+    assert first_plane(truth, np.random.default_rng(0)) == Plane(0, 2)

@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+
+from SliceAndConquerLib.errors import InputError
+from SliceAndConquerLib.session import Plane, Session, guidance_volumes
+
+
+@pytest.fixture
+def session(sphere_image, toy_predictors):
+    return Session(sphere_image, (1.0, 1.0, 1.0), *toy_predictors)
+
+
+def test_plane_slices_each_axis():
+    volume = np.arange(24).reshape(2, 3, 4)
+    assert Plane(0, 1).of(volume).shape == (3, 4)
+    assert Plane(1, 2).of(volume).shape == (2, 4)
+    assert Plane(2, 3).of(volume).shape == (2, 3)
+    assert Plane(1, 0).spacing2d((3.0, 2.0, 1.0)) == (3.0, 1.0)
+
+
+def test_click_runs_f2d_and_undo_restores_previous_state(session, sphere):
+    session.begin_slice(Plane(1, 16))
+    assert not session.mask2d.any()
+    first = session.click(12, 14, True)
+    assert first.any() and session.clicks[0].positive
+    second = session.click(12, 14, False)
+    assert (second != first).any()
+    assert np.array_equal(session.undo_click(), first)
+    assert session.clicks == [session.clicks[0]] and len(session.clicks) == 1
+    assert not session.undo_click().any() and session.clicks == []
+    session.click(12, 14, True)
+    assert not session.reset_slice().any()
+
+
+def test_accept_builds_3d_and_undo_slice_restores_exactly(session, sphere):
+    session.begin_slice(Plane(0, 12))
+    session.click(16, 14, True)
+    before = session.mask3d.copy()
+    mask3d = session.accept_slice()
+    assert session.t == 1 and mask3d.any() and session.plane is None
+    after_first = mask3d.copy()
+    session.begin_slice(Plane(2, 14))
+    assert np.array_equal(session.mask2d, Plane(2, 14).of(after_first)), "M_{t,0} comes from M_{t-1}^3D"
+    session.click(12, 16, True)
+    session.accept_slice()
+    assert session.t == 2 and [a.plane for a in session.accepted] == [Plane(0, 12), Plane(2, 14)]
+    assert np.array_equal(session.undo_slice(), after_first) and session.t == 1
+    assert np.array_equal(session.undo_slice(), before) and session.t == 0
+    assert np.array_equal(session.undo_slice(), before)  # nothing left to undo
+
+
+def test_reaccepting_a_plane_replaces_it(session):
+    for _ in range(2):
+        session.begin_slice(Plane(0, 12))
+        session.click(16, 14, True)
+        session.accept_slice()
+    assert [a.plane for a in session.accepted] == [Plane(0, 12)]
+
+
+def test_existing_mask_is_the_start(sphere_image, sphere, toy_predictors):
+    session = Session(sphere_image, (1, 1, 1), *toy_predictors, existing_mask=sphere)
+    assert np.array_equal(session.mask3d, sphere) and session.t == 0
+    assert np.array_equal(session.begin_slice(Plane(0, 12)), sphere[12])
+
+
+def test_guidance_is_derived_from_accepted_planes(session):
+    session.begin_slice(Plane(0, 12))
+    session.click(16, 14, True)
+    session.accept_slice()
+    guidance = session.guidance()
+    assert guidance.shape == (4,) + session.image.shape
+    assert guidance[0, 12, 16, 14] == 1 and guidance[0, 11].sum() == 0
+    assert np.array_equal(guidance[2, 12] > 0, session.accepted[0].mask)
+    assert guidance[3, 12].all() and guidance[3].sum() == guidance[3, 12].size  # annotated marker
+    assert np.array_equal(guidance, guidance_volumes(session.accepted, session.image.shape))
+
+
+def test_bad_input_is_refused(sphere_image, toy_predictors):
+    with pytest.raises(InputError, match="2D"):
+        Session(sphere_image[0], (1, 1), *toy_predictors)
+    bad = sphere_image.copy()
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        Session(bad, (1, 1, 1), *toy_predictors)
+    session = Session(sphere_image, (1, 1, 1), *toy_predictors)
+    with pytest.raises(InputError, match="begin_slice"):
+        session.click(1, 1)
+    with pytest.raises(InputError, match="outside the volume"):
+        session.begin_slice(Plane(0, 99))
+    session.begin_slice(Plane(0, 3))
+    with pytest.raises(InputError, match="outside the slice"):
+        session.click(-1, 5)
+    with pytest.raises(InputError, match="mask shape"):
+        session.accept_slice(np.zeros((2, 2), bool))
