@@ -9,18 +9,7 @@ import numpy as np
 from .data.manifest import read_manifest
 from .imageio import write_mask
 from .metrics import dice
-
-
-def predictors_available():
-    """(name, session factory, description) of the best predictors this installation has."""
-    from .evaluation.harness import SESSION_METHODS
-
-    # Trained networks register themselves in SESSION_METHODS as "snc"; until they ship, the
-    # classical pipeline is what runs.
-    if "snc" in SESSION_METHODS:
-        return "snc", SESSION_METHODS["snc"], "trained f2D + f3D networks"
-    return ("grabcut-fbs", SESSION_METHODS["grabcut-fbs"],
-            "BASELINE: OpenCV GrabCut per click + Slicer's Fill between slices (no trained models yet)")
+from .pipelines import best_pipeline
 
 
 def save_views(image, mask, truth, spacing, path: Path, title: str):
@@ -52,7 +41,7 @@ def run_demo(sample_manifest: Path, out: Path, iterations: int = 6, seed: int = 
 
     case = read_manifest(sample_manifest)[0]
     volume, truth = case.load()
-    name, factory, description = predictors_available()
+    name, factory, description = best_pipeline()
     print(f"demo: {case.name} {volume.shape} voxels at {np.round(volume.spacing, 2).tolist()} mm")
     print(f"demo: predictors: {name} — {description}")
     session = factory(volume.array, volume.spacing)

@@ -60,3 +60,11 @@ class StackPredictor3D:
 @pytest.fixture
 def toy_predictors():
     return ThresholdPredictor2D(), StackPredictor3D()
+
+
+@pytest.fixture(scope="session")
+def manifests():
+    """The real data (fetched once into the user's cache; instant afterwards)."""
+    from SliceAndConquerLib.data.fetch import fetch
+
+    return fetch(quiet=True)

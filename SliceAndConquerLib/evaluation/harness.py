@@ -3,38 +3,26 @@ from __future__ import annotations
 
 import statistics
 from functools import lru_cache
-from typing import Callable
-
 import numpy as np
 from tqdm import tqdm
 
 from ..data.manifest import read_manifest
 from ..imageio import read_label, read_volume
-from ..session import Session
+from ..pipelines import PIPELINES
 from .baselines import run_baseline
 from .robot import run_robot
 
 BASELINES = ("fbs-oracle", "nearest-oracle", "growcut")
 
 
-def _classic_session(volume, spacing):
-    from ..classic import FillBetweenSlices3D, GapRecommender, GrabCut2D
-
-    return Session(volume, spacing, GrabCut2D(), FillBetweenSlices3D(), GapRecommender())
-
-
-# Methods that run the whole Session with the robot user: name -> factory(image, spacing).
-SESSION_METHODS: dict[str, Callable] = {"grabcut-fbs": _classic_session}
-
-
 def available_methods() -> list[str]:
-    return list(BASELINES) + list(SESSION_METHODS)
+    return list(BASELINES) + list(PIPELINES)
 
 
 def run_method(method, image, truth, spacing, slices, max_clicks, seed) -> dict:
     if method in BASELINES:
         return run_baseline(method, image, truth, spacing, slices, max_clicks)
-    session = SESSION_METHODS[method](image, spacing)
+    session = PIPELINES[method][0](image, spacing)
     run = run_robot(session, truth, iterations=slices, max_clicks=max_clicks, seed=seed)
     return {"dice": run.dice, "clicks": run.clicks, "seconds": run.seconds}
 
