@@ -40,6 +40,39 @@ def _demo(args):
     run_demo(manifests["sample"], Path(args.out), args.slices, args.seed)
 
 
+def _train_f2d(args):
+    from .training.f2d import train
+
+    train(args)
+
+
+def _benchmark_f2d(args):
+    import json
+
+    import torch
+
+    from .evaluation.benchmark_f2d import benchmark
+    from .models.predictor2d import load_f2d
+    from .models.weights import shipped
+
+    torch.set_num_threads(args.threads)
+    weights = args.model or shipped("f2d")
+    if weights is None:
+        raise InputError("no f2D weights: pass --model or train them with `snc train f2d`")
+    predictor = load_f2d(weights, args.device)
+    result = benchmark(args.manifest, predictor, args.max_clicks, args.limit, device=str(predictor.device))
+    result["settings"]["weights"] = str(weights)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    base = result["baseline"]
+    print(f"f2D      NoC@85 {result['noc85']:.2f}  NoC@90 {result['noc90']:.2f}  fail@90 {result['fail_rate90']:.3f}  "
+          f"DSC@1/3/5 {result['dice_at']['1']:.3f}/{result['dice_at']['3']:.3f}/{result['dice_at']['5']:.3f}  "
+          f"latency 256/512 {result['latency_ms']['256']}/{result['latency_ms']['512']} ms")
+    print(f"GrabCut  NoC@85 {base['noc85']:.2f}  NoC@90 {base['noc90']:.2f}  fail@90 {base['fail_rate90']:.3f}  "
+          f"DSC@1/3/5 {base['dice_at']['1']:.3f}/{base['dice_at']['3']:.3f}/{base['dice_at']['5']:.3f}")
+    print(f"wrote {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="snc", description="Slice and Conquer: interactive 3D segmentation")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -66,6 +99,32 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--slices", type=int, default=6)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_demo)
+    train = commands.add_parser("train", help="train a network")
+    train_models = train.add_subparsers(dest="model", required=True)
+    f2d = train_models.add_parser("f2d", help="the click-driven 2D network")
+    f2d.add_argument("--manifest", type=Path, required=True, help="training manifest (train.json)")
+    f2d.add_argument("--out", type=Path, required=True, help="folder for checkpoint, weights and model card")
+    f2d.add_argument("--minutes", type=float, help="wall-clock budget (the schedule follows it)")
+    f2d.add_argument("--steps", type=int, help="step budget (instead of, or as well as, --minutes)")
+    f2d.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    f2d.add_argument("--batch", type=int, default=16)
+    f2d.add_argument("--lr", type=float, default=3e-4)
+    f2d.add_argument("--width", type=int, default=16, help="network width (channels at 1/2 resolution)")
+    f2d.add_argument("--seed", type=int, default=0)
+    f2d.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    f2d.add_argument("--threads", type=int, help="CPU threads per process")
+    f2d.set_defaults(run=_train_f2d)
+    bench = commands.add_parser("benchmark", help="accuracy and speed benchmarks")
+    bench_kinds = bench.add_subparsers(dest="kind", required=True)
+    b2d = bench_kinds.add_parser("f2d", help="the click model against GrabCut on validation slices")
+    b2d.add_argument("--manifest", type=Path, required=True)
+    b2d.add_argument("--out", type=Path, required=True)
+    b2d.add_argument("--max-clicks", type=int, default=20)
+    b2d.add_argument("--model", type=Path, help="weights (default: the shipped f2d.pt)")
+    b2d.add_argument("--limit", type=int, help="only the first N cases")
+    b2d.add_argument("--threads", type=int, default=2)
+    b2d.add_argument("--device", default="cpu")
+    b2d.set_defaults(run=_benchmark_f2d)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Training commands (`snc train f2d`, later `snc train f3d`)."""

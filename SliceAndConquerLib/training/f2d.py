@@ -1,0 +1,186 @@
+"""`snc train f2d`: RITM-style iterative training of the click model on 2D slices of all three axes.
+
+Per batch: a first click at the target's most interior point (jittered), in some samples a few random
+extra clicks, in some a corrupted ground truth as the previous mask (the slice of an earlier 3D result);
+then 0..3 rounds, without gradient, of predicting and adding the robot's click at the largest error
+with the prediction fed back as the previous mask; finally the step with gradient. About half the
+samples are single-click. After the learning-rate restart the curriculum lowers the number of
+simulated clicks (Sec. 4.1).
+"""
+from __future__ import annotations
+
+import json
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+from tqdm import tqdm
+
+from ..clicks import Click, disk_maps, next_click
+from ..models.f2d import F2D, INPUT_SIZE
+from ..models.weights import pick_device, save_weights, write_card
+from .common import RESTART_AT, Clock, Distributed, hardware, learning_rate, load_checkpoint, save_checkpoint
+from .losses import batch_iou, normalized_focal_loss
+from .sampler import SliceSampler
+
+CHECKPOINT_EVERY_S = 120
+
+
+def _random_clicks(mask, rng, count):
+    """Random extra clicks: positive inside the target, negative in a band around it."""
+    clicks = []
+    inside = np.argwhere(ndimage.binary_erosion(mask, iterations=2) if mask.sum() > 50 else mask)
+    band = np.argwhere(ndimage.binary_dilation(mask, iterations=15) & ~ndimage.binary_dilation(mask, iterations=3))
+    for _ in range(count):
+        pool, positive = (inside, True) if rng.random() < 0.6 or not len(band) else (band, False)
+        if len(pool):
+            row, col = pool[rng.integers(len(pool))]
+            clicks.append(Click(int(row), int(col), positive))
+    return clicks
+
+
+def _corrupt(mask, rng):
+    """A plausible earlier 3D result's slice: shifted, eroded or dilated ground truth."""
+    out = ndimage.shift(mask, rng.integers(-6, 7, size=2), order=0)
+    iterations = int(rng.integers(1, 6))
+    out = ndimage.binary_dilation(out, iterations=iterations) if rng.random() < 0.5 else \
+        ndimage.binary_erosion(out, iterations=iterations)
+    return out
+
+
+def _first_clicks(mask, previous, rng, extra_prob):
+    if previous.any():
+        click = next_click(previous, mask)
+        clicks = [click] if click else []
+    else:
+        interior = next_click(np.zeros_like(mask), mask)
+        row, col = interior.row + rng.integers(-2, 3), interior.col + rng.integers(-2, 3)
+        if not mask[np.clip(row, 0, mask.shape[0] - 1), np.clip(col, 0, mask.shape[1] - 1)]:
+            row, col = interior.row, interior.col
+        clicks = [Click(int(row), int(col), True)]
+    if rng.random() < extra_prob:
+        clicks += _random_clicks(mask, rng, int(rng.integers(1, 4)))
+    return clicks
+
+
+def make_batch(samples, rng, curriculum: bool):
+    """Tensors for one batch plus each sample's clicks (lists) and ground truth (numpy)."""
+    extra_prob = 0.15 if curriculum else 0.3
+    images = torch.from_numpy(np.stack([s[0] for s in samples]))[:, None]
+    truths = [s[1] for s in samples]
+    previous = [(_corrupt(t, rng) if rng.random() < 0.2 else np.zeros_like(t)) for t in truths]
+    clicks = [_first_clicks(t, p, rng, extra_prob) for t, p in zip(truths, previous)]
+    weights = torch.tensor([s[2] for s in samples], dtype=torch.float32)
+    return images, truths, previous, clicks, weights
+
+
+def _tensors(previous, clicks):
+    prev = torch.from_numpy(np.stack(previous).astype(np.float32))[:, None]
+    maps = torch.from_numpy(np.stack([disk_maps(c, (INPUT_SIZE, INPUT_SIZE)) for c in clicks]))
+    return prev, maps
+
+
+def train_step(model, optimizer, images, truths, previous, clicks, weights, rng, max_rounds, device):
+    rounds = 0 if rng.random() < 0.5 else int(rng.integers(1, max_rounds + 1))
+    with torch.no_grad():
+        for _ in range(rounds):
+            prev, maps = _tensors(previous, clicks)
+            predictions = (model(images.to(device), prev.to(device), maps.to(device)) > 0).cpu().numpy()[:, 0]
+            for i, (pred, truth) in enumerate(zip(predictions, truths)):
+                click = next_click(pred, truth)
+                previous[i] = pred
+                if click is not None:
+                    clicks[i] = clicks[i] + [click]
+    prev, maps = _tensors(previous, clicks)
+    target = torch.from_numpy(np.stack(truths).astype(np.float32))[:, None].to(device)
+    logits = model(images.to(device), prev.to(device), maps.to(device))
+    loss = normalized_focal_loss(logits, target, weight=weights.to(device))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item(), batch_iou(logits.detach(), target)
+
+
+def train(args) -> Path:
+    device = pick_device(args.device)
+    if device.type == "cpu" and args.threads:
+        torch.set_num_threads(args.threads)
+    ddp = Distributed(device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    seed = args.seed + 1000 * ddp.rank
+    torch.manual_seed(args.seed)  # same initial weights on every rank
+    rng = np.random.default_rng(seed)
+    sampler = SliceSampler(args.manifest, seed=seed)
+    arch = {"width": args.width}
+    model = F2D(**arch).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    step, elapsed, history = 0, 0.0, []
+    checkpoint = out / "checkpoint.pt"
+    if args.resume and checkpoint.exists():
+        state = load_checkpoint(checkpoint)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, elapsed, history = state["step"], state["elapsed"], state["history"]
+        rng = np.random.default_rng([seed, step])
+        sampler.rng = np.random.default_rng([seed, step, 1])
+        if ddp.main:
+            print(f"resuming {checkpoint} at step {step} ({elapsed / 60:.1f} min done)", file=sys.stderr)
+    net = ddp.wrap(model)
+    clock = Clock(args.minutes, args.steps, elapsed)
+    bar = tqdm(total=100, disable=not ddp.main, desc="train f2d", unit="%", bar_format=(
+        "{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}"))
+    last_save, recent = time.monotonic(), []
+    while True:
+        progress = ddp.agree(clock.progress(step))
+        if progress >= 1.0:
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(args.lr, progress)
+        curriculum = progress >= RESTART_AT
+        batch = make_batch([sampler.sample() for _ in range(args.batch)], rng, curriculum)
+        started = time.perf_counter()
+        loss, iou = train_step(net, optimizer, *batch, rng, 2 if curriculum else 3, device)
+        recent.append((loss, iou, args.batch / (time.perf_counter() - started)))
+        step += 1
+        if ddp.main:
+            bar.n = int(100 * progress)
+            if step % 10 == 0:
+                loss_m, iou_m, speed = np.mean(recent, axis=0)
+                history.append({"step": step, "minutes": round(clock.elapsed / 60, 2), "loss": round(loss_m, 4),
+                                "iou": round(iou_m, 4), "lr": learning_rate(args.lr, progress)})
+                bar.set_postfix_str(f"step {step} loss {loss_m:.3f} IoU {iou_m:.3f} {speed * ddp.world:.1f} samples/s")
+                recent = []
+            bar.refresh()
+            if time.monotonic() - last_save > CHECKPOINT_EVERY_S:
+                save_checkpoint(checkpoint, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                                step=step, elapsed=clock.elapsed, history=history)
+                last_save = time.monotonic()
+    bar.close()
+    weights = out / "f2d.pt"
+    if ddp.main:
+        save_checkpoint(checkpoint, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                        step=step, elapsed=clock.elapsed, history=history)
+        save_weights(weights, model, {"arch": arch, "input_size": INPUT_SIZE})
+        (out / "history.json").write_text(json.dumps(history) + "\n")
+        write_card(weights, {
+            "model": "f2d", "architecture": f"F2D(width={args.width}), {sum(p.numel() for p in model.parameters())} parameters",
+            "data": {"manifest": str(args.manifest), "targets": len(sampler.targets),
+                     "split": "train.json of `snc data fetch` (validation subjects ts-ct and colin27 excluded)",
+                     "synthetic_fraction": sampler.synthetic_fraction},
+            "recipe": {"loss": "normalized focal loss", "optimizer": "AdamW", "lr": args.lr,
+                       "schedule": f"cosine, warm restart at {RESTART_AT:.2f} of the run, curriculum after it",
+                       "batch": args.batch, "processes": ddp.world, "steps": step, "seed": args.seed},
+            "command": "snc " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+            "minutes": round(clock.elapsed / 60, 1), "hardware": hardware(device),
+            "software": f"torch {torch.__version__}, Python {platform.python_version()}",
+            "final_train": history[-1] if history else None,
+        })
+        print(f"wrote {weights} and {weights.with_suffix('.json')}", file=sys.stderr)
+    ddp.close()
+    return weights

@@ -1,0 +1,124 @@
+"""2D training samples from a manifest: a slice of a target on any of the three axes, cut out with the
+same window rule as the app, resampled to the network size and augmented."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+from ..clicks import next_click
+from ..data.manifest import read_manifest
+from ..imageio import read_volume
+from ..intensity import normalize
+from ..models.f2d import INPUT_SIZE
+from ..models.window import Window, first_window, window_for
+
+MIN_AREA = 12  # pixels: smaller cross-sections are not worth a click
+
+# How often each source is drawn (per target, relative) and how much its loss counts. Atlas regions
+# (macaque NeuroMaps) have borders the image cannot show: drawn and weighted less.
+SOURCE_WEIGHTS = {"inia19": (0.4, 0.3), "nuclei": (0.5, 1.0), "mni152": (3.0, 1.0)}
+
+
+@dataclass
+class Target:
+    image: int
+    label: int
+    value: int
+    weight: float
+    slices: tuple  # per axis: indices of slices with at least MIN_AREA target pixels
+
+
+class SliceSampler:
+    def __init__(self, manifest, seed: int = 0, synthetic_fraction: float = 0.15):
+        self.rng = np.random.default_rng(seed)
+        self.synthetic_fraction = synthetic_fraction
+        self.images, self.spacings, self.labels = [], [], []
+        image_ids, label_ids = {}, {}
+        self.targets: list[Target] = []
+        draw = []
+        for case in read_manifest(manifest):
+            if case.image not in image_ids:
+                volume = read_volume(case.image)
+                image_ids[case.image] = len(self.images)
+                self.images.append(normalize(volume.array))
+                self.spacings.append(volume.spacing)
+            if case.label not in label_ids:
+                label_ids[case.label] = len(self.labels)
+                self.labels.append(read_volume(case.label, dtype=np.int32).array)
+            label = self.labels[label_ids[case.label]]
+            if label.shape != self.images[image_ids[case.image]].shape:
+                continue
+            target = label == case.value
+            slices = tuple(np.flatnonzero(target.sum(axis=tuple(b for b in range(3) if b != a)) >= MIN_AREA)
+                           for a in range(3))
+            if not any(len(s) for s in slices):
+                continue
+            source = case.name.split("/")[0]
+            frequency, weight = SOURCE_WEIGHTS.get(source, (1.0, 1.0))
+            self.targets.append(Target(image_ids[case.image], label_ids[case.label], case.value, weight, slices))
+            draw.append(frequency)
+        if not self.targets:
+            raise ValueError(f"{manifest}: no usable training targets")
+        self.draw = np.asarray(draw) / np.sum(draw)
+
+    def _real(self):
+        target = self.targets[self.rng.choice(len(self.targets), p=self.draw)]
+        axis = int(self.rng.choice([a for a in range(3) if len(target.slices[a])]))
+        index = int(self.rng.choice(target.slices[axis]))
+        image = np.take(self.images[target.image], index, axis=axis)
+        mask = np.take(self.labels[target.label], index, axis=axis) == target.value
+        spacing = tuple(s for a, s in enumerate(self.spacings[target.image]) if a != axis)
+        return image, mask, spacing, target.weight
+
+    def _synthetic(self):
+        """Random smooth blobs on a textured background with a bias field: shapes any click model meets."""
+        size = 128
+        rng = self.rng
+        field = ndimage.gaussian_filter(rng.normal(size=(size, size)), rng.uniform(4, 14))
+        mask = field > np.quantile(field, rng.uniform(0.75, 0.95))
+        labels, count = ndimage.label(mask)
+        mask = labels == rng.integers(1, count + 1)
+        texture = ndimage.gaussian_filter(rng.normal(size=(size, size)), rng.uniform(0.5, 3))
+        bias = ndimage.gaussian_filter(rng.normal(size=(size, size)), 30) * 10
+        contrast = rng.uniform(0.15, 0.6) * rng.choice([-1, 1])
+        image = 0.5 + contrast * mask + 0.08 * texture / (texture.std() + 1e-6) + 0.2 * bias
+        return np.clip(image, 0, 1).astype(np.float32), mask, (1.0, 1.0), 1.0
+
+    def sample(self):
+        """(image [S, S] float32, mask [S, S] bool, loss weight) at network resolution."""
+        while True:
+            source = self._synthetic if self.rng.random() < self.synthetic_fraction else self._real
+            image, mask, spacing, weight = source()
+            window = self._window(mask, spacing)
+            crop_image = window.crop(image, INPUT_SIZE)
+            crop_mask = window.crop(mask.astype(np.float32), INPUT_SIZE) > 0.5
+            if crop_mask.sum() >= MIN_AREA:
+                return self._augment(crop_image, crop_mask) + (weight,)
+
+    def _window(self, mask, spacing) -> Window:
+        rng = self.rng
+        # Anisotropic rescaling: stretch one in-plane axis by pretending its pixels are larger.
+        spacing = tuple(s * (rng.uniform(0.7, 1.4) if rng.random() < 0.3 else 1.0) for s in spacing)
+        if rng.random() < 0.35:  # the first-click window, around an interior point with jitter
+            click = next_click(np.zeros_like(mask), mask)
+            jitter = rng.integers(-3, 4, size=2)
+            return first_window(click.row + jitter[0], click.col + jitter[1], mask.shape, spacing)
+        window = window_for(mask, [], spacing)  # a later window: around a mask close to the target
+        shift = rng.uniform(-0.1, 0.1, size=2) * np.asarray(window.size_px)
+        return Window(tuple(np.asarray(window.centre) + shift), window.side_mm * rng.uniform(0.8, 1.5), spacing)
+
+    def _augment(self, image, mask):
+        rng = self.rng
+        k = int(rng.integers(4))
+        image, mask = np.rot90(image, k), np.rot90(mask, k)
+        if rng.random() < 0.5:
+            image, mask = image[:, ::-1], mask[:, ::-1]
+        image = np.clip(image, 0, 1) ** rng.uniform(0.7, 1.5)
+        image = (image - 0.5) * rng.uniform(0.7, 1.3) + 0.5 + rng.uniform(-0.1, 0.1)
+        if rng.random() < 0.25:
+            image = cv2.GaussianBlur(np.ascontiguousarray(image, np.float32), (0, 0), rng.uniform(0.5, 1.5))
+        image = image + rng.normal(0, rng.uniform(0, 0.05), image.shape)
+        return np.ascontiguousarray(image, np.float32), np.ascontiguousarray(mask)
