@@ -27,7 +27,8 @@ MAX_GROWS = 2
 
 @dataclass(frozen=True)
 class Window:
-    """A square in millimetres: centre (row, col) in slice pixels, side in mm, slice pixel spacing."""
+    """A square in millimetres: centre (row, col) in continuous slice coordinates (pixel i spans
+    [i, i + 1), so its centre is i + 0.5), side in mm, and the slice's pixel spacing."""
     centre: tuple
     side_mm: float
     spacing: tuple
@@ -80,7 +81,7 @@ class Window:
 def first_window(click_row, click_col, shape, spacing) -> Window:
     side = FIRST_WINDOW_FRACTION * max(n * s for n, s in zip(shape, spacing))
     side = max(side, MIN_WINDOW_PX * max(spacing))
-    return Window((float(click_row), float(click_col)), side, tuple(spacing))
+    return Window((click_row + 0.5, click_col + 0.5), side, tuple(spacing))
 
 
 def window_for(previous: np.ndarray, clicks, spacing) -> Window:
@@ -98,7 +99,7 @@ def window_for(previous: np.ndarray, clicks, spacing) -> Window:
     hi = np.array([rows.max() + 1, cols.max() + 1], float)
     extent_mm = max((hi - lo) * np.asarray(spacing))
     side = max(extent_mm * (1 + 2 * CONTEXT), MIN_WINDOW_PX * max(spacing))
-    return Window(tuple((lo + hi) / 2 - 0.5), side, tuple(spacing))
+    return Window(tuple((lo + hi) / 2), side, tuple(spacing))
 
 
 def touches_border(mask_net: np.ndarray, window: Window, shape) -> bool:

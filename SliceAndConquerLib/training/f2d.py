@@ -86,7 +86,7 @@ def _tensors(previous, clicks):
 
 
 def train_step(model, optimizer, images, truths, previous, clicks, weights, rng, max_rounds, device):
-    rounds = 0 if rng.random() < 0.5 else int(rng.integers(1, max_rounds + 1))
+    rounds = 0 if max_rounds == 0 or rng.random() < 0.5 else int(rng.integers(1, max_rounds + 1))
     with torch.no_grad():
         for _ in range(rounds):
             prev, maps = _tensors(previous, clicks)
@@ -176,7 +176,7 @@ def train(args) -> Path:
             "recipe": {"loss": "normalized focal loss", "optimizer": "AdamW", "lr": args.lr,
                        "schedule": f"cosine, warm restart at {RESTART_AT:.2f} of the run, curriculum after it",
                        "batch": args.batch, "processes": ddp.world, "steps": step, "seed": args.seed},
-            "command": "snc " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+            "command": "snc " + " ".join(shlex.quote(str(a)) for a in getattr(args, "argv", sys.argv[1:])),
             "minutes": round(clock.elapsed / 60, 1), "hardware": hardware(device),
             "software": f"torch {torch.__version__}, Python {platform.python_version()}",
             "final_train": history[-1] if history else None,

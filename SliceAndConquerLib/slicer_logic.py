@@ -1,0 +1,411 @@
+"""The Slicer side of SliceAndConquer without Qt: MRML nodes <-> the numpy Session, and the scripting API.
+
+Data flows one way: volume + segment -> arrays [k, j, i] + spacing -> Session -> arrays -> the segment.
+Everything here works with real MRML nodes in plain pytest (slicer-core); the module widget only maps
+Qt signals onto these methods. From Slicer's Python console::
+
+    from SliceAndConquerLib.slicer_logic import SliceAndConquerLogic
+    logic = SliceAndConquerLogic()
+    logic.start(getNode("MRHead"), getNode("Segmentation"))   # creates a segment if none is given
+    red = getNode("vtkMRMLSliceNodeRed")
+    logic.click_ras([1.5, -20.0, 30.2], positive=True, slice_node=red)  # world RAS, e.g. from a markup
+    logic.accept()        # 3D result into the segment; the matching view jumps to the next slice
+    logic.status()
+
+Coordinates: points are world RAS (markups' `GetNthControlPointPositionWorld`); the volume's parent
+transform (linear only) is undone before RAS -> IJK; numpy arrays are [k, j, i]. A view's slice offset
+is in millimetres and is never used as an index.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import slicer
+import vtk
+
+from .errors import InputError
+from .pipelines import best_pipeline
+from .session import Plane, Session
+
+# A view counts as showing a volume axis when its normal is within ~8 degrees of that axis.
+OBLIQUE_TOLERANCE = 0.99
+VIEW_ORDER = ("Red", "Yellow", "Green")
+
+
+class SliceAndConquerLogic:
+    """Interactive Slice-and-Conquer segmentation of one segment, driven by clicks in slice views.
+
+    Scripting API (all points in world RAS, all planes as `Plane(axis, index)` of the numpy array
+    [k, j, i]):
+
+    - `start(volume, segmentation, segment_id=None)`  begin; the segment's content is the starting mask
+    - `click_ras(ras, positive=True, slice_node=None)`  one click -> f2D -> preview of that slice
+    - `undo_click()`, `reset_slice()`                  the 2D stage; the segment follows exactly
+    - `accept()`                                       f3D -> the segment; jump to the recommended slice
+    - `undo_slice()`                                   undo the last accept exactly
+    - `status()`                                       a dict for a status line or the console
+    - `on_point_defined(markups, positive)`, `add_markups_observers(pos, neg)`  clicks from markups
+    - `plane_for_view(slice_node)`, `rotate_view_to_volume(slice_node)`, `ras_to_ijk`, `ijk_to_ras`
+
+    Errors the user can act on (oblique view, click outside the volume, ...) raise `InputError`.
+    """
+
+    def __init__(self):
+        self.session: Session | None = None
+        self.volume_node = None
+        self.segmentation_node = None
+        self.segment_id: str | None = None
+        self.pipeline_name: str | None = None
+        self.overwrite_other_segments = False
+        self.recommendation: Plane | None = None
+        self.last_error: str | None = None  # the last error of a markups observer (they cannot raise)
+        self._observations: list = []       # (markups node, observer tag)
+
+    # ---- starting ---------------------------------------------------------------------------
+    def start(self, volume_node, segmentation_node, segment_id=None, session_factory=None,
+              overwrite_other_segments=False) -> Session:
+        """Start a session on `volume_node`, writing into `segment_id` of `segmentation_node`.
+
+        The segment is created when `segment_id` is None or not in the segmentation; its current content
+        becomes the starting 3D mask. `session_factory(image, spacing, existing_mask=None) -> Session`
+        defaults to the best installed pipeline (`pipelines.best_pipeline()`). Unless
+        `overwrite_other_segments`, voxels of other segments are never added to this segment; either
+        way other segments are never modified (overlaps are allowed when overwriting).
+        """
+        if volume_node is None or segmentation_node is None:
+            raise InputError("choose a volume and a segmentation")
+        self.session = None  # a start that fails leaves no half-started session behind
+        self.volume_node, self.segmentation_node = volume_node, segmentation_node
+        self._world_to_local()  # refuse a non-linear parent transform now, not at the first click
+        self._check_segmentation_transform()
+
+        segmentation = segmentation_node.GetSegmentation()
+        if segmentation.GetNumberOfSegments() == 0:
+            # A new segmentation: labelmaps on the volume's grid, so writes and reads are lossless.
+            segmentation_node.SetSourceRepresentationToBinaryLabelmap()
+            segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+        if not segmentation_node.GetDisplayNode():
+            segmentation_node.CreateDefaultDisplayNodes()
+        if segment_id is None or segmentation.GetSegment(segment_id) is None:
+            segment_id = segmentation.AddEmptySegment(segment_id or "")
+        self.segment_id = segment_id
+
+        image = slicer.util.arrayFromVolume(volume_node)             # [k, j, i]
+        spacing = tuple(reversed(volume_node.GetSpacing()))            # (i, j, k) -> (k, j, i)
+        existing = self._read_segment(segment_id)
+        if session_factory is None:
+            self.pipeline_name, session_factory, _ = best_pipeline()
+        else:
+            self.pipeline_name = getattr(session_factory, "__name__", type(session_factory).__name__)
+        self.session = session_factory(image, spacing, existing_mask=existing if existing.any() else None)
+        self.overwrite_other_segments = bool(overwrite_other_segments)
+        self.recommendation = None
+        self.last_error = None
+        return self.session
+
+    def _check_segmentation_transform(self):
+        """slicer.util's labelmap import/export is only consistent when the segmentation sits under the
+        volume's parent transform (with different transforms the segment lands in the wrong place)."""
+        volume_transform = self.volume_node.GetTransformNodeID()
+        if self.segmentation_node.GetTransformNodeID() == volume_transform:
+            return
+        if (self.segmentation_node.GetTransformNodeID() is None
+                and self.segmentation_node.GetSegmentation().GetNumberOfSegments() == 0):
+            logging.info("SliceAndConquer: placing the new segmentation under the volume's transform")
+            self.segmentation_node.SetAndObserveTransformNodeID(volume_transform)
+            return
+        raise InputError("the segmentation and the volume are under different transforms; put the "
+                         "segmentation under the volume's transform: "
+                         "segmentationNode.SetAndObserveTransformNodeID(volumeNode.GetTransformNodeID())")
+
+    def _require_session(self) -> Session:
+        if self.session is None:
+            raise InputError("no Slice-and-Conquer session: call start(volume, segmentation) first")
+        return self.session
+
+    # ---- geometry -----------------------------------------------------------------------------
+    def _world_to_local(self) -> np.ndarray:
+        """4x4 from world RAS to the volume's own RAS (undoes its parent transform, linear only)."""
+        transform = vtk.vtkGeneralTransform()
+        slicer.vtkMRMLTransformNode.GetTransformBetweenNodes(None, self.volume_node.GetParentTransformNode(),
+                                                             transform)
+        linear = vtk.vtkTransform()
+        if not slicer.vtkMRMLTransformNode.IsGeneralTransformLinear(transform, linear):
+            raise InputError("the volume is under a non-linear transform; harden it first "
+                             "(Transforms module > Harden transform)")
+        return slicer.util.arrayFromVTKMatrix(linear.GetMatrix())
+
+    def _world_to_ijk(self) -> np.ndarray:
+        """4x4 from world RAS to continuous IJK of the volume (voxel centres at integers)."""
+        ras_to_ijk = vtk.vtkMatrix4x4()
+        self._require_volume().GetRASToIJKMatrix(ras_to_ijk)
+        return slicer.util.arrayFromVTKMatrix(ras_to_ijk) @ self._world_to_local()
+
+    def _require_volume(self):
+        if self.volume_node is None:
+            raise InputError("no volume: call start(volume, segmentation) first")
+        return self.volume_node
+
+    def ras_to_ijk(self, ras) -> np.ndarray:
+        """World RAS -> continuous IJK (i, j, k) of the volume, through its parent transform."""
+        return (self._world_to_ijk() @ np.append(np.asarray(ras, float), 1.0))[:3]
+
+    def ijk_to_ras(self, ijk) -> np.ndarray:
+        """Continuous IJK (i, j, k) -> world RAS, through the volume's parent transform."""
+        return np.linalg.solve(self._world_to_ijk(), np.append(np.asarray(ijk, float), 1.0))[:3]
+
+    def plane_for_view(self, slice_node) -> int:
+        """The numpy axis (0 = k, 1 = j, 2 = i) perpendicular to the view, whatever its name says.
+
+        The view normal (column 2 of SliceToRAS) is mapped into IJK; each component is scaled by that
+        IJK axis's voxel length in mm, so with anisotropic spacing the test is on angles, not voxels.
+        Raises InputError for an oblique view.
+        """
+        world_to_ijk = self._world_to_ijk()[:3, :3]
+        normal = slicer.util.arrayFromVTKMatrix(slice_node.GetSliceToRAS())[:3, 2]
+        voxel_mm = np.linalg.norm(np.linalg.inv(world_to_ijk), axis=0)  # mm per step along i, j, k
+        direction = (world_to_ijk @ normal) * voxel_mm
+        ijk_axis = int(np.argmax(np.abs(direction)))
+        if abs(direction[ijk_axis]) < OBLIQUE_TOLERANCE * np.linalg.norm(direction):
+            raise InputError(f"the {slice_node.GetLayoutName() or slice_node.GetName()} view is oblique to "
+                             "the volume, so a click there has no slice to land on; align it with "
+                             "logic.rotate_view_to_volume(sliceNode), i.e. "
+                             "sliceNode.RotateToVolumePlane(volumeNode) (or the view's 'Rotate to volume "
+                             "plane' button)")
+        return 2 - ijk_axis  # IJK (i, j, k) -> numpy [k, j, i]
+
+    def rotate_view_to_volume(self, slice_node):
+        """Turn an oblique view to the closest plane of the volume's grid (Slicer's own method)."""
+        slice_node.RotateToVolumePlane(self._require_volume())
+
+    def slice_views(self) -> list:
+        """The scene's slice nodes, Red, Yellow, Green first."""
+        nodes = slicer.util.getNodesByClass("vtkMRMLSliceNode", slicer.mrmlScene)
+        order = {name: rank for rank, name in enumerate(VIEW_ORDER)}
+        return sorted(nodes, key=lambda node: order.get(node.GetLayoutName(), len(order)))
+
+    def view_containing(self, ras, tolerance_mm=None):
+        """The non-oblique slice view whose plane holds the world point `ras` (None if none does).
+        Among several (the point is on an intersection), the current plane's axis wins, then the nearest."""
+        current_axis = self.session.plane.axis if self.session and self.session.plane else None
+        found = []
+        for node in self.slice_views():
+            distance = self._distance_to_view(node, ras)
+            if distance > (self._on_plane_mm() if tolerance_mm is None else tolerance_mm):
+                continue
+            try:
+                axis = self.plane_for_view(node)
+            except InputError:
+                continue
+            found.append((axis != current_axis, distance, node))
+        return min(found, key=lambda f: f[:2])[2] if found else None
+
+    def _distance_to_view(self, slice_node, ras) -> float:
+        """Distance in mm from a world point to a view's slice plane."""
+        slice_to_ras = slicer.util.arrayFromVTKMatrix(slice_node.GetSliceToRAS())
+        normal = slice_to_ras[:3, 2] / np.linalg.norm(slice_to_ras[:3, 2])
+        return float(abs(normal @ (np.asarray(ras, float) - slice_to_ras[:3, 3])))
+
+    def _on_plane_mm(self) -> float:
+        """How far (mm) from a view's plane a point may be and still count as placed in that view;
+        points placed with the mouse lie on the plane up to floating-point rounding."""
+        return 0.05 * min(self._require_volume().GetSpacing())
+
+    def _voxel(self, ras) -> tuple:
+        """Nearest voxel (k, j, i) of a world point; InputError outside the volume."""
+        ijk = self.ras_to_ijk(ras)
+        kji = tuple(int(v) for v in np.floor(ijk[::-1] + 0.5))  # round half up, the same way everywhere
+        shape = self._require_session().image.shape
+        if not all(0 <= v < n for v, n in zip(kji, shape)):
+            raise InputError(f"the point {np.round(ras, 2).tolist()} is outside the volume "
+                             f"(voxel {kji[::-1]} in IJK; the volume has {shape[::-1]} voxels)")
+        return kji
+
+    # ---- clicks ---------------------------------------------------------------------------------
+    def click_ras(self, ras, positive=True, slice_node=None) -> np.ndarray:
+        """One click at world point `ras`: f2D on the slice it is in; returns the new 2D mask.
+
+        The plane comes from `slice_node` (the view clicked in); without it, from the view whose plane
+        holds the point, else the plane being annotated. Moving to another plane starts a new 2D stage
+        (unaccepted clicks on the old plane are dropped and its slice is restored). Only the clicked
+        slice of the segment changes (a preview until `accept()`).
+        """
+        session = self._require_session()
+        kji = self._voxel(ras)
+        if slice_node is None:
+            slice_node = self.view_containing(ras)
+        if slice_node is not None:
+            axis = self.plane_for_view(slice_node)
+        elif session.plane is not None:
+            axis = session.plane.axis
+        else:
+            raise InputError("cannot tell which view the point was placed in; pass slice_node")
+        plane = Plane(axis, kji[axis])
+        row, col = (v for a, v in enumerate(kji) if a != axis)
+
+        slices = {}
+        if session.plane != plane:
+            if session.plane is not None and session.clicks:
+                logging.info("SliceAndConquer: dropped %d unaccepted click(s) on %s",
+                             len(session.clicks), session.plane)
+            if session.plane is not None:  # take the old plane's preview back out of the segment
+                slices[session.plane] = session.plane.of(session.mask3d)
+            session.begin_slice(plane)
+        mask = session.click(row, col, positive)
+        slices[plane] = mask
+        self._write_slices(slices)
+        return mask
+
+    def undo_click(self) -> np.ndarray:
+        """Undo the last click on the current slice; the slice of the segment follows."""
+        mask = self._require_session().undo_click()
+        self._write_slices({self.session.plane: mask})
+        return mask
+
+    def reset_slice(self) -> np.ndarray:
+        """Drop all clicks on the current slice; the slice returns to its state before the first click."""
+        mask = self._require_session().reset_slice()
+        self._write_slices({self.session.plane: mask})
+        return mask
+
+    # ---- 3D ------------------------------------------------------------------------------------
+    def accept(self) -> Plane | None:
+        """Accept the current slice: f3D -> the whole segment, then move the view showing the
+        recommended plane's axis onto it (that view only). Returns the recommended Plane (or None)."""
+        session = self._require_session()
+        session.accept_slice()
+        self._write_volume(session.mask3d)
+        self.recommendation = session.recommend()
+        if self.recommendation is not None:
+            self.jump_to_plane(self.recommendation)
+        return self.recommendation
+
+    def undo_slice(self) -> np.ndarray:
+        """Undo the last accept; the segment returns exactly to its state before that slice's clicks."""
+        session = self._require_session()
+        t = session.t
+        mask = session.undo_slice()
+        if session.t != t:
+            self._write_volume(mask)
+            self.recommendation = None
+        return mask
+
+    def jump_to_plane(self, plane: Plane):
+        """Centre the first non-oblique view perpendicular to `plane.axis` on that slice (its in-plane
+        centre is the volume's centre). The other views keep their positions. Returns the moved view."""
+        shape = self._require_session().image.shape
+        centre_kji = [(n - 1) / 2.0 for n in shape]
+        centre_kji[plane.axis] = plane.index
+        ras = self.ijk_to_ras(centre_kji[::-1])
+        for node in self.slice_views():
+            try:
+                if self.plane_for_view(node) != plane.axis:
+                    continue
+            except InputError:
+                continue
+            node.JumpSliceByCentering(*ras)
+            return node
+        return None
+
+    def status(self) -> dict:
+        """t, the slice being annotated and its clicks, the accepted planes, the recommendation and
+        the pipeline, as plain Python values."""
+        session = self.session
+        if session is None:
+            return {"started": False}
+        as_tuple = (lambda p: (p.axis, p.index) if p is not None else None)
+        return {
+            "started": True,
+            "t": session.t,
+            "plane": as_tuple(session.plane),
+            "clicks": len(session.clicks),
+            "accepted": [as_tuple(a.plane) for a in session.accepted],
+            "recommendation": as_tuple(self.recommendation),
+            "pipeline": self.pipeline_name,
+            "segment_id": self.segment_id,
+        }
+
+    # ---- clicks from markups ----------------------------------------------------------------
+    def on_point_defined(self, markups_node, positive=True) -> np.ndarray:
+        """A control point was placed: click at its world position in the view it was placed in.
+        The view is the crosshair's (the slice view under the mouse) when the point lies on that view's
+        plane, else the view whose plane holds the point."""
+        count = markups_node.GetNumberOfControlPoints()
+        if count == 0:
+            raise InputError("the markups node has no control points")
+        ras = [0.0, 0.0, 0.0]
+        markups_node.GetNthControlPointPositionWorld(count - 1, ras)
+        view = None
+        crosshair = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLCrosshairNode")
+        if crosshair is not None:
+            view = crosshair.GetCursorPositionXYZ([0.0, 0.0, 0.0])
+        # Scripted points may not come from the mouse: trust the crosshair only if the point is on its plane.
+        if view is None or self._distance_to_view(view, ras) > self._on_plane_mm():
+            view = self.view_containing(ras)
+        return self.click_ras(ras, positive, view)
+
+    def add_markups_observers(self, positive_node, negative_node):
+        """Click whenever a point is placed in `positive_node` / `negative_node`
+        (vtkMRMLMarkupsNode.PointPositionDefinedEvent). Errors go to the log and `last_error`, since an
+        observer cannot raise. `remove_markups_observers()` undoes this."""
+        self.remove_markups_observers()
+        for node, positive in ((positive_node, True), (negative_node, False)):
+            if node is None:
+                continue
+            tag = node.AddObserver(slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent,
+                                   lambda caller, event, positive=positive: self._on_point_event(caller, positive))
+            self._observations.append((node, tag))
+
+    def remove_markups_observers(self):
+        for node, tag in self._observations:
+            node.RemoveObserver(tag)
+        self._observations = []
+
+    def _on_point_event(self, markups_node, positive):
+        try:
+            self.on_point_defined(markups_node, positive)
+            self.last_error = None
+        except InputError as error:
+            self.last_error = str(error)
+            logging.warning("SliceAndConquer: %s", error)
+
+    # ---- reading and writing the segment --------------------------------------------------------
+    def _read_segment(self, segment_id) -> np.ndarray:
+        """A segment as a boolean [k, j, i] array on the volume's grid."""
+        return slicer.util.arrayFromSegmentBinaryLabelmap(self.segmentation_node, segment_id,
+                                                          self.volume_node) > 0
+
+    def _other_segments(self) -> np.ndarray:
+        segmentation = self.segmentation_node.GetSegmentation()
+        others = np.zeros(self.session.image.shape, bool)
+        for segment_id in segmentation.GetSegmentIDs():
+            if segment_id != self.segment_id:
+                others |= self._read_segment(segment_id)
+        return others
+
+    def _write_slices(self, slices: dict):
+        """Replace only the given planes' slices of the segment (a preview), keep the rest as it is."""
+        current = self._read_segment(self.segment_id)
+        mask = current.copy()
+        for plane, mask2d in slices.items():
+            index = [slice(None)] * 3
+            index[plane.axis] = plane.index
+            mask[tuple(index)] = mask2d
+        self._write(mask, current)
+
+    def _write_volume(self, mask3d):
+        self._write(mask3d, self._read_segment(self.segment_id))
+
+    def _write(self, mask, current):
+        """Write `mask` into the segment. Voxels of other segments keep this segment's current value,
+        so other segments' voxels are never taken (and undo restores overlaps from before exactly)."""
+        if not self.overwrite_other_segments:
+            mask = np.where(self._other_segments(), current, mask)
+        if np.array_equal(mask, current):
+            return
+        # Simple and exact, but it exports and re-imports the whole volume. For speed, write only the
+        # changed box: an vtkOrientedImageData of the box (with its image-to-world matrix) and
+        # vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(image, node, id, MODE_REPLACE, extent).
+        slicer.util.updateSegmentBinaryLabelmapFromArray(mask.astype(np.uint8), self.segmentation_node,
+                                                         self.segment_id, self.volume_node)

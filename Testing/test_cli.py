@@ -1,0 +1,60 @@
+"""The `snc` command line: one-line errors with exit code 2, and the end-to-end evaluation."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from SliceAndConquerLib.cli import main
+
+
+def test_bad_manifest_gives_one_line_error(tmp_path, capsys):
+    assert main(["evaluate", "--manifest", str(tmp_path / "none.json"), "--out", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "none.json" in err[0] and "not found" in err[0]
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_unknown_method_is_refused(tmp_path, capsys, manifests):
+    code = main(["evaluate", "--manifest", str(manifests["sample"]), "--out", str(tmp_path / "r.json"),
+                 "--methods", "magic"])
+    assert code == 2 and "unknown method" in capsys.readouterr().err
+
+
+def test_unreachable_registry_gives_exit_code_2(tmp_path):
+    env = dict(os.environ, PIP_NO_INDEX="1", PIP_FIND_LINKS=str(tmp_path), PIP_EXTRA_INDEX_URL="")
+    result = subprocess.run([sys.executable, "-m", "SliceAndConquerLib", "data", "fetch", "--cache",
+                             str(tmp_path / "cache")], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("snc: error")]
+    assert len(errors) == 1 and "totalsegmentator" in errors[0]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "cache" / "train.json").exists()
+
+
+def test_manifests_split_by_subject(manifests):
+    train = json.loads(manifests["train"].read_text())["cases"]
+    val = json.loads(manifests["val"].read_text())["cases"]
+    subject = lambda c: c["image"]  # noqa: E731 -- one image file per subject here
+    assert train and val and not {subject(c) for c in train} & {subject(c) for c in val}
+    assert {c["name"].split("/")[0] for c in val} <= {"ts-ct", "colin27"}
+    sample = json.loads(manifests["sample"].read_text())["cases"]
+    assert len(sample) == 1
+
+
+
+def test_evaluate_end_to_end_on_the_sample(tmp_path, manifests):
+    out = tmp_path / "r.json"
+    code = main(["evaluate", "--manifest", str(manifests["sample"]), "--out", str(out), "--slices", "3",
+                 "--methods", "fbs-oracle,nearest-oracle,growcut,grabcut-fbs"])
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert set(report["summary"]) == {"fbs-oracle", "nearest-oracle", "growcut", "grabcut-fbs"}
+    for row in report["results"]:
+        assert len(row["dice"]) == len(row["clicks"]) == len(row["seconds"]) == 3
+        assert all(0.0 <= d <= 1.0 for d in row["dice"])
+    oracle = report["summary"]["fbs-oracle"]["mean_dice"]
+    assert oracle[-1] > 0.7 and oracle[-1] >= oracle[0]
+    assert report["summary"]["growcut"]["mean_clicks"] >= 1
+    assert out.with_suffix(".png").stat().st_size > 1000 and "| fbs-oracle |" in out.with_suffix(".md").read_text()

@@ -1,0 +1,187 @@
+"""f2D: the network, its window, the training pieces and the weight files."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from conftest import make_sphere
+from SliceAndConquerLib.clicks import Click, next_click
+from SliceAndConquerLib.errors import InputError
+from SliceAndConquerLib.models.f2d import F2D
+from SliceAndConquerLib.models.predictor2d import Network2D, load_f2d
+from SliceAndConquerLib.models.weights import ModelFileError, pick_device, save_weights, shipped, write_card
+from SliceAndConquerLib.models.window import Window, first_window, touches_border, window_for
+from SliceAndConquerLib.training.f2d import make_batch, train_step
+from SliceAndConquerLib.training.losses import normalized_focal_loss
+
+
+def _inputs(batch=2, size=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, 1, size, size, generator=g), torch.zeros(batch, 1, size, size), \
+        torch.zeros(batch, 2, size, size)
+
+
+def test_forward_shape_and_determinism():
+    torch.manual_seed(0)
+    model = F2D(width=8).eval()
+    image, prev, clicks = _inputs(size=72)
+    with torch.no_grad():
+        a, b = model(image, prev, clicks), model(image, prev, clicks)
+    assert a.shape == (2, 1, 72, 72) and torch.equal(a, b)
+    clicks[:, 0, 30:40, 30:40] = 1
+    with torch.no_grad():
+        assert not torch.equal(model(image, prev, clicks), a), "clicks must reach the output"
+
+
+def test_only_3x3_and_1x1_convolutions_for_the_acs_conversion():
+    kernels = {m.kernel_size for m in F2D(width=8).modules() if isinstance(m, torch.nn.Conv2d)}
+    assert kernels <= {(3, 3), (1, 1)}
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in F2D(width=8).modules())
+
+
+def test_window_crop_paste_round_trip_and_mm_square():
+    image = np.zeros((60, 80), np.float32)
+    image[20:30, 30:50] = 1
+    window = Window((25.5, 40.5), 40.0, (1.0, 2.0))  # centred on pixel (25, 40)
+    assert window.size_px == (40.0, 20.0)
+    crop = window.crop(image, 64)
+    assert crop.shape == (64, 64) and crop.max() == 1
+    back = window.paste(crop, image.shape, fill=np.full(image.shape, -1, np.float32))
+    inside = back >= 0
+    assert inside[25, 40] and not inside[0, 0]
+    assert np.abs(back[inside] - image[inside]).mean() < 0.05
+    row, col = window.to_net(25, 40, 64)
+    assert abs(row - 31.5) < 1 and abs(col - 31.5) < 1
+
+
+def test_window_rule():
+    previous = np.zeros((100, 100), bool)
+    first = window_for(previous, [Click(50, 50, True)], (1.0, 1.0))
+    assert first == first_window(50, 50, (100, 100), (1.0, 1.0)) and first.side_mm == 40.0
+    previous[40:60, 45:55] = True
+    later = window_for(previous, [Click(50, 50, True), Click(90, 90, True)], (1.0, 1.0))
+    top, left = later.origin
+    assert top <= 40 and left <= 45 and top + later.size_px[0] >= 91, "covers mask and far positive click"
+    mask_net = np.zeros((32, 32), bool)
+    mask_net[0, 10] = True
+    assert touches_border(mask_net, Window((50, 50), 20, (1, 1)), (100, 100))
+    assert not touches_border(mask_net, Window((50, 50), 200, (1, 1)), (100, 100))
+
+
+def test_simulated_clicks_land_in_the_error_region():
+    rng = np.random.default_rng(0)
+    truth = make_sphere((1, 64, 64), radius=20)[0]
+    samples = [(np.random.rand(192, 192).astype(np.float32), np.pad(truth, 64), 1.0)] * 4
+    images, truths, previous, clicks, weights = make_batch(samples, rng, curriculum=False)
+    for t, p, cs in zip(truths, previous, clicks):
+        first = cs[0]
+        error = (t & ~p) if first.positive else (p & ~t)
+        assert error[first.row, first.col]
+    pred = truths[0].copy()
+    pred[100:120, 100:140] = False
+    click = next_click(pred, truths[0])
+    assert click.positive and truths[0][click.row, click.col] and not pred[click.row, click.col]
+
+
+def test_training_steps_lower_the_loss_on_a_toy_batch():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    model = F2D(width=8)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    truth = make_sphere((1, 192, 192), radius=40)[0]
+    image = (0.2 + 0.6 * truth).astype(np.float32)
+    batch = make_batch([(image, truth, 1.0)] * 2, rng, curriculum=True)
+    losses = [train_step(model, optimizer, *[x if not isinstance(x, list) else list(x) for x in batch],
+                         np.random.default_rng(1), 0, torch.device("cpu"))[0] for _ in range(6)]
+    assert losses[-1] < losses[0]
+
+
+def test_nfl_is_lower_for_better_predictions():
+    target = torch.zeros(1, 1, 8, 8)
+    target[..., 2:6, 2:6] = 1
+    good = normalized_focal_loss((target * 2 - 1) * 5, target)
+    bad = normalized_focal_loss(-(target * 2 - 1) * 5, target)
+    assert good < bad
+
+
+def test_weights_round_trip_and_corruption_is_refused(tmp_path):
+    model = F2D(width=8)
+    path = save_weights(tmp_path / "f2d.pt", model, {"arch": {"width": 8}})
+    write_card(path, {"model": "f2d"})
+    loaded = load_f2d(path, "cpu")
+    for name, value in model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[name], value)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="f2d.pt: checksum"):
+        load_f2d(path)
+    with pytest.raises(ModelFileError, match="not found"):
+        load_f2d(tmp_path / "missing.pt")
+    shutil.copy(path, tmp_path / "nocard.pt")
+    with pytest.raises(ModelFileError, match="model card missing"):
+        load_f2d(tmp_path / "nocard.pt")
+
+
+def test_missing_cuda_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(InputError, match="CUDA was requested"):
+        pick_device("cuda")
+    assert pick_device("auto").type in ("cpu", "mps")
+
+
+def _tiny_manifest(tmp_path) -> Path:
+    image = np.random.default_rng(0).normal(0, 5, (24, 40, 40)).astype(np.float32)
+    label = make_sphere((24, 40, 40), radius=10).astype(np.uint8)
+    image += 100 * label
+    for name, array in (("img.nrrd", image), ("lab.nrrd", label)):
+        sitk.WriteImage(sitk.GetImageFromArray(array), str(tmp_path / name))
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps({"cases": [{"name": "toy/1", "image": "img.nrrd", "label": "lab.nrrd", "value": 1}]}))
+    return manifest
+
+
+def test_train_command_resumes_and_writes_a_model_card(tmp_path):
+    from SliceAndConquerLib.cli import main
+
+    manifest = _tiny_manifest(tmp_path)
+    args = ["train", "f2d", "--manifest", str(manifest), "--out", str(tmp_path / "run"), "--batch", "2",
+            "--width", "8", "--threads", "1"]
+    assert main(args + ["--steps", "2"]) == 0
+    assert main(args + ["--steps", "4", "--resume"]) == 0
+    card = json.loads((tmp_path / "run" / "f2d.json").read_text())
+    assert card["recipe"]["steps"] == 4 and card["command"].startswith("snc train f2d")
+    load_f2d(tmp_path / "run" / "f2d.pt")  # checksum matches
+
+
+def test_distributed_training_with_two_gloo_processes(tmp_path):
+    manifest = _tiny_manifest(tmp_path)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+         "-m", "SliceAndConquerLib", "train", "f2d", "--manifest", str(manifest), "--out", str(tmp_path / "ddp"),
+         "--steps", "2", "--batch", "2", "--width", "8", "--threads", "1"],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    card = json.loads((tmp_path / "ddp" / "f2d.json").read_text())
+    assert card["recipe"]["processes"] == 2 and card["recipe"]["steps"] == 2
+
+
+@pytest.mark.skipif(shipped("f2d") is None, reason="no shipped f2D weights yet")
+def test_shipped_model_segments_a_bright_disk_from_one_click():
+    from SliceAndConquerLib.metrics import dice
+
+    truth = make_sphere((1, 160, 160), radius=30)[0]
+    rng = np.random.default_rng(0)
+    image = np.clip(0.25 + 0.5 * truth + rng.normal(0, 0.03, truth.shape), 0, 1).astype(np.float32)
+    predictor = load_f2d(shipped("f2d"), "cpu")
+    mask = predictor.predict(image, np.zeros_like(truth), [Click(80, 80, True)], (1.0, 1.0))
+    assert dice(mask, truth) > 0.9

@@ -1,0 +1,335 @@
+"""The Slicer logic with real MRML nodes (slicer-core), on a volume whose geometry punishes shortcuts:
+a permuted and flipped IJK-to-RAS direction, anisotropic spacing and a parent transform (translation +
+90 degree rotation), so that no view shows the numpy axis its name suggests."""
+import numpy as np
+import pytest
+
+from slicer_scene import slicer, slicer_scene  # noqa: F401  (the fixture)
+import vtk
+
+from SliceAndConquerLib.errors import InputError
+from SliceAndConquerLib.session import Plane, Session
+from SliceAndConquerLib.slicer_logic import SliceAndConquerLogic
+
+SHAPE = (20, 24, 28)                 # numpy [k, j, i]
+SPACING_IJK = (0.8, 1.0, 2.5)
+CENTRE = (10, 12, 14)                # ball centre, [k, j, i]
+RECOMMENDED = Plane(1, 7)
+# Columns: where i, j, k point in the volume's RAS (a permutation with a flip).
+DIRECTION = np.array([[0, 0, -1],
+                      [1, 0, 0],
+                      [0, -1, 0]], float)
+ORIGIN = (10.0, -20.0, 30.0)
+# Parent transform: 90 degrees about S (R -> A, A -> -R) and a translation.
+TO_PARENT = np.array([[0, -1, 0, 5.0],
+                      [1, 0, 0, -7.0],
+                      [0, 0, 1, 12.0],
+                      [0, 0, 0, 1]])
+# With that geometry: i -> -R (Yellow shows numpy axis 2), j -> -S (Red: axis 1), k -> -A (Green: axis 0).
+VIEW_AXIS = {"Red": 1, "Yellow": 2, "Green": 0}
+
+
+def ijk_to_world_matrix():
+    ijk_to_ras = np.eye(4)
+    ijk_to_ras[:3, :3] = DIRECTION * np.array(SPACING_IJK)
+    ijk_to_ras[:3, 3] = ORIGIN
+    return TO_PARENT @ ijk_to_ras
+
+
+def world(kji):
+    """World RAS of a voxel [k, j, i], computed here independently of the logic."""
+    return (ijk_to_world_matrix() @ np.array([*kji[::-1], 1.0]))[:3]
+
+
+def ijk_of_world(ras):
+    return (np.linalg.inv(ijk_to_world_matrix()) @ np.array([*ras, 1.0]))[:3]
+
+
+def ball_image():
+    grids = np.meshgrid(*[np.arange(n) for n in SHAPE], indexing="ij")
+    spacing_kji = SPACING_IJK[::-1]
+    distance2 = sum(((g - c) * s) ** 2 for g, c, s in zip(grids, CENTRE, spacing_kji))
+    rng = np.random.default_rng(0)
+    return ((distance2 <= 7.0 ** 2) * 100.0 + rng.normal(0, 5, SHAPE)).astype(np.float32)
+
+
+class FixedRecommender:
+    def __init__(self, plane):
+        self.plane = plane
+
+    def recommend(self, session):
+        return self.plane
+
+
+@pytest.fixture
+def toy_factory(toy_predictors):
+    f2d, f3d = toy_predictors
+
+    def toy_session(image, spacing, existing_mask=None):
+        return Session(image, spacing, f2d, f3d, FixedRecommender(RECOMMENDED), existing_mask=existing_mask)
+
+    return toy_session
+
+
+class Scene:
+    """The nodes of one test: volume under a transform, a segmentation under the same transform."""
+
+    def __init__(self, built):
+        self.built = built
+        self.scene = built.scene
+        self.views = built.views
+        ijk_to_ras = vtk.vtkMatrix4x4()
+        for r in range(3):
+            for c in range(3):
+                ijk_to_ras.SetElement(r, c, DIRECTION[r, c] * SPACING_IJK[c])
+            ijk_to_ras.SetElement(r, 3, ORIGIN[r])
+        self.volume = slicer.util.addVolumeFromArray(ball_image(), ijkToRAS=ijk_to_ras, name="ball")
+        self.transform = self.scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+        self.transform.SetMatrixTransformToParent(slicer.util.vtkMatrixFromArray(TO_PARENT))
+        self.volume.SetAndObserveTransformNodeID(self.transform.GetID())
+        self.segmentation = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+
+    def segment(self, segment_id):
+        return slicer.util.arrayFromSegmentBinaryLabelmap(self.segmentation, segment_id, self.volume) > 0
+
+    def write(self, segment_id, mask):
+        slicer.util.updateSegmentBinaryLabelmapFromArray(mask.astype(np.uint8), self.segmentation,
+                                                         segment_id, self.volume)
+
+    def show(self, view, kji):
+        """The user scrolls `view` to the slice holding voxel `kji` (as a point placed there would be)."""
+        self.views[view].JumpSliceByCentering(*world(kji))
+        return self.views[view]
+
+
+@pytest.fixture
+def nodes(slicer_scene):  # noqa: F811
+    return Scene(slicer_scene)
+
+
+@pytest.fixture
+def logic(nodes, toy_factory):
+    logic = SliceAndConquerLogic()
+    logic.start(nodes.volume, nodes.segmentation, session_factory=toy_factory)
+    return logic
+
+
+def click_in(nodes, logic, view, kji, positive=True):
+    return logic.click_ras(world(kji), positive, nodes.show(view, kji))
+
+
+def test_geometry_round_trip_and_view_axes(nodes, logic):
+    for kji in [(0, 0, 0), (3, 17, 9), (19, 23, 27)]:
+        assert np.allclose(logic.ras_to_ijk(world(kji)), kji[::-1])
+        assert np.allclose(logic.ijk_to_ras(kji[::-1]), world(kji))
+    assert {name: logic.plane_for_view(node) for name, node in nodes.views.items()} == VIEW_AXIS
+
+
+def test_click_in_yellow_lands_on_its_plane_and_changes_only_that_slice(nodes, logic):
+    segment_id = logic.segment_id
+    click_in(nodes, logic, "Green", CENTRE)          # a first accepted plane, so other slices hold data
+    logic.accept()
+    before = nodes.segment(segment_id)
+
+    kji = (9, 11, 15)
+    mask2d = click_in(nodes, logic, "Yellow", kji)
+    assert logic.session.plane == Plane(2, 15)
+    click = logic.session.clicks[0]
+    assert (click.row, click.col, click.positive) == (9, 11, True)  # row = k, col = j on axis 2
+    after = nodes.segment(segment_id)
+    changed = np.argwhere(after != before)
+    assert len(changed) and set(changed[:, 2]) == {15}
+    assert np.array_equal(after[:, :, 15], mask2d)
+    assert np.array_equal(np.delete(after, 15, axis=2), np.delete(before, 15, axis=2))
+    assert logic.status()["clicks"] == 1 and logic.status()["plane"] == (2, 15)
+
+
+def test_point_without_view_uses_the_view_whose_plane_holds_it(nodes, logic):
+    kji = (10, 14, 12)
+    nodes.show("Red", kji)
+    logic.click_ras(world(kji), True)
+    assert logic.session.plane == Plane(VIEW_AXIS["Red"], 14)
+
+
+def test_accept_writes_3d_and_moves_only_the_recommended_view(nodes, logic):
+    click_in(nodes, logic, "Green", CENTRE)
+    offsets = {name: view.GetSliceOffset() for name, view in nodes.views.items()}
+    recommended = logic.accept()
+
+    assert recommended == RECOMMENDED
+    segment = nodes.segment(logic.segment_id)
+    assert segment.any() and np.array_equal(segment, logic.session.mask3d)
+
+    red = nodes.views["Red"]                               # the view showing numpy axis 1
+    centre = slicer.util.arrayFromVTKMatrix(red.GetSliceToRAS())[:3, 3]
+    assert ijk_of_world(centre)[2 - RECOMMENDED.axis] == pytest.approx(RECOMMENDED.index)
+    normal = slicer.util.arrayFromVTKMatrix(red.GetSliceToRAS())[:3, 2]
+    target = world((9.5, RECOMMENDED.index, 13.5))
+    assert red.GetSliceOffset() == pytest.approx(normal @ target)
+    assert red.GetSliceOffset() != pytest.approx(offsets["Red"])
+    for name in ("Yellow", "Green"):
+        assert nodes.views[name].GetSliceOffset() == pytest.approx(offsets[name])
+    assert logic.status() == {"started": True, "t": 1, "plane": None, "clicks": 0,
+                              "accepted": [(0, CENTRE[0])], "recommendation": (1, 7),
+                              "pipeline": "toy_session", "segment_id": logic.segment_id}
+
+
+def test_undo_click_reset_and_undo_slice_restore_the_segment_exactly(nodes, logic):
+    segment_id = logic.segment_id
+    click_in(nodes, logic, "Green", CENTRE)
+    logic.accept()
+    accepted = nodes.segment(segment_id)
+
+    first = click_in(nodes, logic, "Red", (12, 12, 14))
+    after_first = nodes.segment(segment_id)
+    click_in(nodes, logic, "Red", (12, 12, 14), positive=False)
+    assert (nodes.segment(segment_id) != after_first).any()
+    assert np.array_equal(logic.undo_click(), first)
+    assert np.array_equal(nodes.segment(segment_id), after_first)
+    logic.reset_slice()
+    assert np.array_equal(nodes.segment(segment_id), accepted)
+
+    click_in(nodes, logic, "Red", (12, 12, 14))
+    logic.accept()
+    assert (nodes.segment(segment_id) != accepted).any()
+    logic.undo_slice()
+    assert np.array_equal(nodes.segment(segment_id), accepted)
+    assert logic.session.t == 1
+
+
+def test_moving_to_another_plane_takes_back_the_unaccepted_preview(nodes, logic):
+    click_in(nodes, logic, "Yellow", CENTRE)
+    mask2d = click_in(nodes, logic, "Red", CENTRE)
+    expected = np.zeros(SHAPE, bool)
+    expected[:, CENTRE[1], :] = mask2d
+    assert mask2d.any() and np.array_equal(nodes.segment(logic.segment_id), expected)
+
+
+def test_other_segments_are_never_changed(nodes, toy_factory):
+    nodes.segmentation.SetAndObserveTransformNodeID(nodes.transform.GetID())
+    nodes.segmentation.SetReferenceImageGeometryParameterFromVolumeNode(nodes.volume)
+    other_id = nodes.segmentation.GetSegmentation().AddEmptySegment("other")
+    other = np.zeros(SHAPE, bool)
+    other[6:14, 8:16, 4:14] = True                       # overlaps half of the ball
+    nodes.write(other_id, other)
+    assert np.array_equal(nodes.segment(other_id), other)
+
+    for overwrite in (False, True):
+        logic = SliceAndConquerLogic()
+        logic.start(nodes.volume, nodes.segmentation, session_factory=toy_factory,
+                    overwrite_other_segments=overwrite)
+        click_in(nodes, logic, "Green", CENTRE)
+        ours = nodes.segment(logic.segment_id)
+        assert not overwrite or (ours & other).any()
+        logic.accept()
+        ours = nodes.segment(logic.segment_id)
+        assert np.array_equal(nodes.segment(other_id), other)
+        expected = logic.session.mask3d if overwrite else logic.session.mask3d & ~other
+        assert np.array_equal(ours, expected) and (logic.session.mask3d & other).any()
+
+
+def test_oblique_view_is_refused_until_rotated_to_the_volume(nodes, logic):
+    red = nodes.views["Red"]
+    tilt = vtk.vtkTransform()
+    tilt.RotateWXYZ(30, 1, 1, 0)
+    tilted = vtk.vtkMatrix4x4()
+    vtk.vtkMatrix4x4.Multiply4x4(tilt.GetMatrix(), red.GetSliceToRAS(), tilted)
+    red.GetSliceToRAS().DeepCopy(tilted)
+    red.UpdateMatrices()
+    with pytest.raises(InputError, match="oblique.*RotateToVolumePlane"):
+        logic.click_ras(world(CENTRE), True, red)
+    assert logic.session.plane is None and not nodes.segment(logic.segment_id).any()
+    logic.rotate_view_to_volume(red)
+    assert logic.plane_for_view(red) == VIEW_AXIS["Red"]
+
+
+@pytest.mark.parametrize("ijk", [(-2, 5, 5), (28, 5, 5), (5, 24, 5), (5, 5, -1), (5, 5, 20)])
+def test_click_outside_the_volume_is_refused(nodes, logic, ijk):
+    with pytest.raises(InputError, match="outside the volume"):
+        logic.click_ras(world(ijk[::-1]), True, nodes.views["Yellow"])
+    assert logic.session.plane is None
+
+
+def test_existing_segment_content_is_the_starting_mask(nodes, toy_factory):
+    nodes.segmentation.SetAndObserveTransformNodeID(nodes.transform.GetID())
+    nodes.segmentation.SetReferenceImageGeometryParameterFromVolumeNode(nodes.volume)
+    segment_id = nodes.segmentation.GetSegmentation().AddEmptySegment("liver")
+    existing = np.zeros(SHAPE, bool)
+    existing[2:5, 3:9, 20:26] = True
+    nodes.write(segment_id, existing)
+
+    logic = SliceAndConquerLogic()
+    logic.start(nodes.volume, nodes.segmentation, segment_id, session_factory=toy_factory)
+    assert logic.segment_id == segment_id
+    assert np.array_equal(logic.session.mask3d, existing)
+    click_in(nodes, logic, "Green", CENTRE)
+    logic.accept()
+    assert np.array_equal(nodes.segment(segment_id)[2:5, 3:9, 20:26], existing[2:5, 3:9, 20:26])
+
+    missing = SliceAndConquerLogic()
+    missing.start(nodes.volume, nodes.segmentation, "tumour", session_factory=toy_factory)
+    assert missing.segment_id == "tumour" and not missing.session.mask3d.any()
+
+
+def test_segmentation_under_another_transform_is_refused(nodes, toy_factory):
+    nodes.segmentation.GetSegmentation().AddEmptySegment("a")
+    with pytest.raises(InputError, match="different transforms"):
+        SliceAndConquerLogic().start(nodes.volume, nodes.segmentation, session_factory=toy_factory)
+
+
+def test_new_segmentation_is_placed_under_the_volume_transform(nodes, logic):
+    assert nodes.segmentation.GetTransformNodeID() == nodes.transform.GetID()
+
+
+def test_non_linear_transform_is_refused(nodes, toy_factory):
+    warp = nodes.scene.AddNewNodeByClass("vtkMRMLTransformNode")
+    spline = vtk.vtkThinPlateSplineTransform()
+    source, target = vtk.vtkPoints(), vtk.vtkPoints()
+    for p in [(0, 0, 0), (50, 0, 0), (0, 50, 0), (0, 0, 50)]:
+        source.InsertNextPoint(p)
+        target.InsertNextPoint(p[0] + 1, p[1], p[2])
+    spline.SetSourceLandmarks(source)
+    spline.SetTargetLandmarks(target)
+    warp.SetAndObserveTransformToParent(spline)
+    nodes.transform.SetAndObserveTransformNodeID(warp.GetID())
+    with pytest.raises(InputError, match="non-linear"):
+        SliceAndConquerLogic().start(nodes.volume, nodes.segmentation, session_factory=toy_factory)
+
+
+def test_markups_points_click_in_the_view_they_were_placed_in(nodes, logic):
+    positive = nodes.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode")
+    kji = (10, 12, 16)
+    nodes.show("Red", kji)
+    yellow = nodes.show("Yellow", kji)               # the point lies on both the Red and Yellow planes
+
+    # The crosshair says the mouse is in Yellow, so Yellow it is.
+    nodes.built.crosshair.SetCursorPositionXYZ([20.0, 30.0, 0.0], yellow)
+    positive.AddControlPointWorld(vtk.vtkVector3d(*world(kji)))
+    logic.on_point_defined(positive, True)
+    assert logic.session.plane == Plane(VIEW_AXIS["Yellow"], 16) and len(logic.session.clicks) == 1
+
+    # A stale crosshair (Green, whose plane does not hold the point) falls back to the plane test.
+    nodes.built.crosshair.SetCursorPositionXYZ([20.0, 30.0, 0.0], nodes.views["Green"])
+    positive.AddControlPointWorld(vtk.vtkVector3d(*world((11, 5, 16))))
+    logic.on_point_defined(positive, True)
+    assert logic.session.plane == Plane(VIEW_AXIS["Yellow"], 16) and len(logic.session.clicks) == 2
+
+
+def test_markups_observers_turn_placed_points_into_clicks(nodes, logic):
+    positive = nodes.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode")
+    negative = nodes.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode")
+    logic.add_markups_observers(positive, negative)
+    nodes.show("Red", CENTRE)
+    positive.AddControlPointWorld(vtk.vtkVector3d(*world(CENTRE)))
+    negative.AddControlPointWorld(vtk.vtkVector3d(*world((10, 12, 15))))
+    assert logic.last_error is None
+    assert [c.positive for c in logic.session.clicks] == [True, False]
+    assert logic.session.plane == Plane(VIEW_AXIS["Red"], CENTRE[1])
+
+    outside = world((10, 12, 40))
+    positive.AddControlPointWorld(vtk.vtkVector3d(*outside))
+    assert "outside the volume" in logic.last_error and len(logic.session.clicks) == 2
+
+    logic.remove_markups_observers()
+    positive.AddControlPointWorld(vtk.vtkVector3d(*world(CENTRE)))
+    assert len(logic.session.clicks) == 2
