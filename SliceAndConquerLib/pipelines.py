@@ -2,9 +2,18 @@
 the Slicer logic all pick their pipeline here, so a trained model plugs in at one place."""
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Callable
 
+from .models.weights import shipped
 from .session import Session
+
+
+@lru_cache(maxsize=1)
+def _shipped_f2d():
+    from .models.predictor2d import load_f2d
+
+    return load_f2d(shipped("f2d"))
 
 
 def classic_session(image, spacing, existing_mask=None) -> Session:
@@ -14,16 +23,27 @@ def classic_session(image, spacing, existing_mask=None) -> Session:
                    existing_mask=existing_mask)
 
 
+def f2d_fbs_session(image, spacing, existing_mask=None) -> Session:
+    from .classic import FillBetweenSlices3D, GapRecommender
+
+    return Session(image, spacing, _shipped_f2d(), FillBetweenSlices3D(), GapRecommender(),
+                   existing_mask=existing_mask)
+
+
 # name -> (factory(image, spacing, existing_mask=None) -> Session, description)
 PIPELINES: dict[str, tuple[Callable, str]] = {
     "grabcut-fbs": (classic_session, "BASELINE: OpenCV GrabCut per click + Slicer's Fill between slices "
-                                     "(no trained models yet)"),
+                                     "(no trained models)"),
 }
+if shipped("f2d") is not None:
+    PIPELINES["f2d-fbs"] = (f2d_fbs_session, "trained f2D per click + Slicer's Fill between slices "
+                                             "(f3D not shipped yet)")
+
+PREFERENCE = ("snc", "f2d-fbs", "grabcut-fbs")
 
 
 def best_pipeline() -> tuple[str, Callable, str]:
-    """(name, factory, description) of the best pipeline this installation has: the trained networks
-    ("snc") once they ship, the classical baseline until then."""
-    name = "snc" if "snc" in PIPELINES else "grabcut-fbs"
+    """(name, factory, description) of the best pipeline this installation has."""
+    name = next(n for n in PREFERENCE if n in PIPELINES)
     factory, description = PIPELINES[name]
     return name, factory, description

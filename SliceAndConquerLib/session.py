@@ -199,16 +199,22 @@ class Session:
         return guidance_volumes(self.accepted, self.image.shape)
 
 
-def guidance_volumes(accepted: Sequence[AcceptedSlice], shape) -> np.ndarray:
-    volumes = np.zeros((4,) + tuple(shape), dtype=np.float32)
+def guidance_volumes(accepted: Sequence[AcceptedSlice], shape, box=None) -> np.ndarray:
+    """float32 [4, *shape]: positive and negative click disks, accepted 2D masks, accepted-plane marker.
+    With `box` (a tuple of slices of a volume of `shape`), only that box is built: what f3D needs
+    on its region of interest without a full-size 4-channel volume."""
+    box = tuple(slice(0, n) for n in shape) if box is None else box
+    volumes = np.zeros((4,) + tuple(b.stop - b.start for b in box), dtype=np.float32)
     for entry in accepted:
-        index = [slice(None)] * 3
-        index[entry.plane.axis] = entry.plane.index
-        plane_shape = entry.mask.shape
-        clicks_2d = disk_maps(entry.clicks, plane_shape)
-        for channel in range(2):
-            target = volumes[channel][tuple(index)]
-            np.maximum(target, clicks_2d[channel], out=target)
-        volumes[2][tuple(index)] = np.maximum(volumes[2][tuple(index)], entry.mask)
-        volumes[3][tuple(index)] = 1.0
+        axis, index = entry.plane.axis, entry.plane.index
+        if not box[axis].start <= index < box[axis].stop:
+            continue
+        in_plane = [box[a] for a in range(3) if a != axis]
+        clicks_2d = disk_maps(entry.clicks, entry.mask.shape)[(slice(None), *in_plane)]
+        planes = [entry.mask[tuple(in_plane)].astype(np.float32), np.ones(clicks_2d.shape[1:], np.float32)]
+        where = [slice(None)] * 3
+        where[axis] = index - box[axis].start
+        for channel, values in enumerate(list(clicks_2d) + planes):
+            target = volumes[channel][tuple(where)]
+            np.maximum(target, values, out=target)
     return volumes

@@ -15,7 +15,7 @@ from conftest import make_sphere
 from SliceAndConquerLib.clicks import Click, next_click
 from SliceAndConquerLib.errors import InputError
 from SliceAndConquerLib.models.f2d import F2D
-from SliceAndConquerLib.models.predictor2d import Network2D, load_f2d
+from SliceAndConquerLib.models.predictor2d import load_f2d
 from SliceAndConquerLib.models.weights import ModelFileError, pick_device, save_weights, shipped, write_card
 from SliceAndConquerLib.models.window import Window, first_window, touches_border, window_for
 from SliceAndConquerLib.training.f2d import make_batch, train_step
@@ -158,7 +158,7 @@ def test_train_command_resumes_and_writes_a_model_card(tmp_path):
     assert main(args + ["--steps", "2"]) == 0
     assert main(args + ["--steps", "4", "--resume"]) == 0
     card = json.loads((tmp_path / "run" / "f2d.json").read_text())
-    assert card["recipe"]["steps"] == 4 and card["command"].startswith("snc train f2d")
+    assert card["steps"] == 4 and card["command"].startswith("snc train f2d")
     load_f2d(tmp_path / "run" / "f2d.pt")  # checksum matches
 
 
@@ -172,7 +172,7 @@ def test_distributed_training_with_two_gloo_processes(tmp_path):
         capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     card = json.loads((tmp_path / "ddp" / "f2d.json").read_text())
-    assert card["recipe"]["processes"] == 2 and card["recipe"]["steps"] == 2
+    assert card["processes"] == 2 and card["steps"] == 2
 
 
 @pytest.mark.skipif(shipped("f2d") is None, reason="no shipped f2D weights yet")

@@ -1,6 +1,5 @@
 import numpy as np
 
-from conftest import make_sphere
 from SliceAndConquerLib.classic import GapRecommender
 from SliceAndConquerLib.evaluation.robot import first_plane, run_robot
 from SliceAndConquerLib.session import Plane, Session

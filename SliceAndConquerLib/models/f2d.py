@@ -64,9 +64,20 @@ class F2D(nn.Module):
         self.refine = nn.Sequential(ConvBlock(3 * w, w), nn.Conv2d(w, w, 3, 1, 1))  # 1/2, with stem skip
         self.head = nn.Conv2d(w, 1, 1)
 
-    @staticmethod
-    def _up(x, like):
-        return F.interpolate(x, size=like.shape[2:], mode="bilinear", align_corners=False)
+    interpolation = "bilinear"  # f3D's converted copy sets "trilinear"
+
+    def _up(self, x, like):
+        return F.interpolate(x, size=like.shape[2:], mode=self.interpolation, align_corners=False)
+
+    def decode(self, half, x1):
+        """From the 1/2-resolution stem features and the 1/4 features to the refined 1/2 features."""
+        x2 = self.enc2(self.down2(x1))
+        x3 = self.enc3(self.down3(x2))
+        x4 = self.enc4(self.down4(x3))
+        y = self.up3(torch.cat([self._up(x4, x3), x3], 1))
+        y = self.up2(torch.cat([self._up(y, x2), x2], 1))
+        y = self.up1(torch.cat([self._up(y, x1), x1], 1))
+        return F.relu(self.refine(torch.cat([self._up(y, half), half], 1)))
 
     def forward(self, image, previous, clicks):
         """image, previous: [B, 1, H, W]; clicks: [B, 2, H, W] (positive, negative disks).
@@ -74,11 +85,4 @@ class F2D(nn.Module):
         guidance = torch.cat([clicks, previous], dim=1)
         half = self.stem_norm(self.image_conv(image) + self.guide_conv(guidance))
         x1 = self.enc1(self.stem(half))
-        x2 = self.enc2(self.down2(x1))
-        x3 = self.enc3(self.down3(x2))
-        x4 = self.enc4(self.down4(x3))
-        y = self.up3(torch.cat([self._up(x4, x3), x3], 1))
-        y = self.up2(torch.cat([self._up(y, x2), x2], 1))
-        y = self.up1(torch.cat([self._up(y, x1), x1], 1))
-        y = F.relu(self.refine(torch.cat([self._up(y, half), half], 1)))
-        return self._up(self.head(y), image)
+        return self._up(self.head(self.decode(half, x1)), image)

@@ -9,26 +9,17 @@ simulated clicks (Sec. 4.1).
 """
 from __future__ import annotations
 
-import json
-import platform
-import shlex
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from scipy import ndimage
-from tqdm import tqdm
 
 from ..clicks import Click, disk_maps, next_click
 from ..models.f2d import F2D, INPUT_SIZE
-from ..models.weights import pick_device, save_weights, write_card
-from .common import RESTART_AT, Clock, Distributed, hardware, learning_rate, load_checkpoint, save_checkpoint
+from .common import RESTART_AT, Job, run, setup
 from .losses import batch_iou, normalized_focal_loss
 from .sampler import SliceSampler
-
-CHECKPOINT_EVERY_S = 120
 
 
 def _random_clicks(mask, rng, count):
@@ -107,80 +98,30 @@ def train_step(model, optimizer, images, truths, previous, clicks, weights, rng,
 
 
 def train(args) -> Path:
-    device = pick_device(args.device)
-    if device.type == "cpu" and args.threads:
-        torch.set_num_threads(args.threads)
-    ddp = Distributed(device)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    device, ddp = setup(args)
     seed = args.seed + 1000 * ddp.rank
-    torch.manual_seed(args.seed)  # same initial weights on every rank
-    rng = np.random.default_rng(seed)
+    streams = {"clicks": np.random.default_rng(seed)}
     sampler = SliceSampler(args.manifest, seed=seed)
-    arch = {"width": args.width}
-    model = F2D(**arch).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    step, elapsed, history = 0, 0.0, []
-    checkpoint = out / "checkpoint.pt"
-    if args.resume and checkpoint.exists():
-        state = load_checkpoint(checkpoint)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, elapsed, history = state["step"], state["elapsed"], state["history"]
-        rng = np.random.default_rng([seed, step])
-        sampler.rng = np.random.default_rng([seed, step, 1])
-        if ddp.main:
-            print(f"resuming {checkpoint} at step {step} ({elapsed / 60:.1f} min done)", file=sys.stderr)
-    net = ddp.wrap(model)
-    clock = Clock(args.minutes, args.steps, elapsed)
-    bar = tqdm(total=100, disable=not ddp.main, desc="train f2d", unit="%", bar_format=(
-        "{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}"))
-    last_save, recent = time.monotonic(), []
-    while True:
-        progress = ddp.agree(clock.progress(step))
-        if progress >= 1.0:
-            break
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(args.lr, progress)
+
+    def step(net, optimizer, progress):
         curriculum = progress >= RESTART_AT
-        batch = make_batch([sampler.sample() for _ in range(args.batch)], rng, curriculum)
-        started = time.perf_counter()
-        loss, iou = train_step(net, optimizer, *batch, rng, 2 if curriculum else 3, device)
-        recent.append((loss, iou, args.batch / (time.perf_counter() - started)))
-        step += 1
-        if ddp.main:
-            bar.n = int(100 * progress)
-            if step % 10 == 0:
-                loss_m, iou_m, speed = np.mean(recent, axis=0)
-                history.append({"step": step, "minutes": round(clock.elapsed / 60, 2), "loss": round(loss_m, 4),
-                                "iou": round(iou_m, 4), "lr": learning_rate(args.lr, progress)})
-                bar.set_postfix_str(f"step {step} loss {loss_m:.3f} IoU {iou_m:.3f} {speed * ddp.world:.1f} samples/s")
-                recent = []
-            bar.refresh()
-            if time.monotonic() - last_save > CHECKPOINT_EVERY_S:
-                save_checkpoint(checkpoint, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                                step=step, elapsed=clock.elapsed, history=history)
-                last_save = time.monotonic()
-    bar.close()
-    weights = out / "f2d.pt"
-    if ddp.main:
-        save_checkpoint(checkpoint, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                        step=step, elapsed=clock.elapsed, history=history)
-        save_weights(weights, model, {"arch": arch, "input_size": INPUT_SIZE})
-        (out / "history.json").write_text(json.dumps(history) + "\n")
-        write_card(weights, {
-            "model": "f2d", "architecture": f"F2D(width={args.width}), {sum(p.numel() for p in model.parameters())} parameters",
-            "data": {"manifest": str(args.manifest), "targets": len(sampler.targets),
-                     "split": "train.json of `snc data fetch` (validation subjects ts-ct and colin27 excluded)",
-                     "synthetic_fraction": sampler.synthetic_fraction},
-            "recipe": {"loss": "normalized focal loss", "optimizer": "AdamW", "lr": args.lr,
-                       "schedule": f"cosine, warm restart at {RESTART_AT:.2f} of the run, curriculum after it",
-                       "batch": args.batch, "processes": ddp.world, "steps": step, "seed": args.seed},
-            "command": "snc " + " ".join(shlex.quote(str(a)) for a in getattr(args, "argv", sys.argv[1:])),
-            "minutes": round(clock.elapsed / 60, 1), "hardware": hardware(device),
-            "software": f"torch {torch.__version__}, Python {platform.python_version()}",
-            "final_train": history[-1] if history else None,
-        })
-        print(f"wrote {weights} and {weights.with_suffix('.json')}", file=sys.stderr)
-    ddp.close()
-    return weights
+        batch = make_batch([sampler.sample() for _ in range(args.batch)], streams["clicks"], curriculum)
+        loss, iou = train_step(net, optimizer, *batch, streams["clicks"], 2 if curriculum else 3, device)
+        return loss, iou, args.batch
+
+    def reseed(at_step):
+        streams["clicks"] = np.random.default_rng([seed, at_step])
+        sampler.rng = np.random.default_rng([seed, at_step, 1])
+
+    arch = {"width": args.width}
+    job = Job("f2d", F2D(**arch), {"arch": arch, "input_size": INPUT_SIZE}, step, reseed, {
+        "architecture": f"F2D(width={args.width}), input {INPUT_SIZE}x{INPUT_SIZE}",
+        "data": {"manifest": str(args.manifest), "targets": len(sampler.targets),
+                 "split": "train.json of `snc data fetch` (validation subjects ts-ct and colin27 excluded)",
+                 "synthetic_fraction": sampler.synthetic_fraction},
+        "recipe": {"loss": "normalized focal loss", "optimizer": "AdamW", "lr": args.lr,
+                   "schedule": f"cosine, warm restart at {RESTART_AT:.2f} of the run, curriculum after it",
+                   "batch": args.batch, "seed": args.seed,
+                   "iterative_training": "0..3 simulated error clicks (0..2 after the restart), prediction fed back"},
+    })
+    return run(args, job, device, ddp)
