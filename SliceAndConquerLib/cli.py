@@ -46,6 +46,12 @@ def _train_f2d(args):
     train(args)
 
 
+def _train_f3d(args):
+    from .training.f3d import train
+
+    train(args)
+
+
 def _benchmark_f2d(args):
     import json
 
@@ -114,6 +120,24 @@ def build_parser() -> argparse.ArgumentParser:
     f2d.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     f2d.add_argument("--threads", type=int, help="CPU threads per process")
     f2d.set_defaults(run=_train_f2d)
+    f3d = train_models.add_parser("f3d", help="the guided 3D network (Mean-ACS f2D + mask attention)")
+    f3d.add_argument("--manifest", type=Path, required=True, help="training manifest (train.json)")
+    f3d.add_argument("--init-2d", type=Path, help="trained f2D weights: transferred, and used to simulate masks")
+    f3d.add_argument("--out", type=Path, required=True)
+    f3d.add_argument("--minutes", type=float)
+    f3d.add_argument("--steps", type=int)
+    f3d.add_argument("--resume", action="store_true")
+    f3d.add_argument("--batch", type=int, default=2)
+    f3d.add_argument("--lr", type=float, default=3e-4)
+    f3d.add_argument("--width", type=int, default=16, help="width when not transferred from f2D")
+    f3d.add_argument("--tau", type=float, default=0.04, help="LogitNorm temperature")
+    f3d.add_argument("--attention-weight", type=float, default=0.5, help="lambda of Eq. 1")
+    f3d.add_argument("--no-transfer", action="store_true", help="ablation: random init instead of f2D's weights")
+    f3d.add_argument("--no-mask-attention", action="store_true", help="ablation: without the mask attention module")
+    f3d.add_argument("--seed", type=int, default=0)
+    f3d.add_argument("--device", default="auto")
+    f3d.add_argument("--threads", type=int)
+    f3d.set_defaults(run=_train_f3d)
     bench = commands.add_parser("benchmark", help="accuracy and speed benchmarks")
     bench_kinds = bench.add_subparsers(dest="kind", required=True)
     b2d = bench_kinds.add_parser("f2d", help="the click model against GrabCut on validation slices")

@@ -12,13 +12,22 @@ Qt signals onto these methods. From Slicer's Python console::
     logic.accept()        # 3D result into the segment; the matching view jumps to the next slice
     logic.status()
 
+Long work off the main thread: `accept()` is `compute_accept()` (session.accept_slice + recommend: numpy and
+torch only, safe in a worker thread) followed by `finish_accept()` (MRML writes and view jumps: main thread
+only). `accept_in_background()` runs the first in a `threading.Thread`; poll `accept_running` (e.g. from a
+QTimer) and call `finish_background_accept()` on the main thread when it is False. While it runs, `busy` is
+True: points placed in the observed markups nodes are queued (never lost) and replayed afterwards, and the
+other methods refuse with an InputError.
+
 Coordinates: points are world RAS (markups' `GetNthControlPointPositionWorld`); the volume's parent
 transform (linear only) is undone before RAS -> IJK; numpy arrays are [k, j, i]. A view's slice offset
 is in millimetres and is never used as an index.
 """
 from __future__ import annotations
 
+import inspect
 import logging
+import threading
 
 import numpy as np
 import slicer
@@ -33,6 +42,25 @@ OBLIQUE_TOLERANCE = 0.99
 VIEW_ORDER = ("Red", "Yellow", "Green")
 
 
+class ObliqueViewError(InputError):
+    """A click in a view that shows no plane of the volume's grid; `slice_node` is that view, so a GUI can
+    offer `rotate_view_to_volume(slice_node)`."""
+
+    def __init__(self, message, slice_node=None):
+        super().__init__(message)
+        self.slice_node = slice_node
+
+
+def _accepts_keyword(function, name) -> bool:
+    """Whether `function` takes the keyword argument `name` (or any keyword via **kwargs)."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # builtins and some callables have no signature
+        return False
+    return any(p.name == name and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+               or p.kind == p.VAR_KEYWORD for p in parameters)
+
+
 class SliceAndConquerLogic:
     """Interactive Slice-and-Conquer segmentation of one segment, driven by clicks in slice views.
 
@@ -43,9 +71,13 @@ class SliceAndConquerLogic:
     - `click_ras(ras, positive=True, slice_node=None)`  one click -> f2D -> preview of that slice
     - `undo_click()`, `reset_slice()`                  the 2D stage; the segment follows exactly
     - `accept()`                                       f3D -> the segment; jump to the recommended slice
+    - `compute_accept()` + `finish_accept()`           the same in two parts: worker thread, then main thread
+    - `accept_in_background()`, `accept_running`, `finish_background_accept()`  the worker, for a GUI
     - `undo_slice()`                                   undo the last accept exactly
     - `status()`                                       a dict for a status line or the console
     - `on_point_defined(markups, positive)`, `add_markups_observers(pos, neg)`  clicks from markups
+    - `prune_markups(pos, neg)`                        markups show exactly the current slice's clicks
+    - `close()`                                        forget the session (scene close), drop observers
     - `plane_for_view(slice_node)`, `rotate_view_to_volume(slice_node)`, `ras_to_ijk`, `ijk_to_ras`
 
     Errors the user can act on (oblique view, click outside the volume, ...) raise `InputError`.
@@ -60,11 +92,17 @@ class SliceAndConquerLogic:
         self.overwrite_other_segments = False
         self.recommendation: Plane | None = None
         self.last_error: str | None = None  # the last error of a markups observer (they cannot raise)
+        self.last_exception: InputError | None = None  # the same error as an object (ObliqueViewError...)
+        self.device: str | None = None
+        self.busy = False                   # True while compute_accept() runs in a worker thread
+        self.pending_clicks: list = []      # (ras, view, positive) placed while busy; replayed afterwards
         self._observations: list = []       # (markups node, observer tag)
+        self._computed = None               # (session, recommendation) from compute_accept()
+        self._job = None                    # the background accept: {"thread", "session", "error"}
 
     # ---- starting ---------------------------------------------------------------------------
     def start(self, volume_node, segmentation_node, segment_id=None, session_factory=None,
-              overwrite_other_segments=False) -> Session:
+              overwrite_other_segments=False, device=None) -> Session:
         """Start a session on `volume_node`, writing into `segment_id` of `segmentation_node`.
 
         The segment is created when `segment_id` is None or not in the segmentation; its current content
@@ -72,10 +110,18 @@ class SliceAndConquerLogic:
         defaults to the best installed pipeline (`pipelines.best_pipeline()`). Unless
         `overwrite_other_segments`, voxels of other segments are never added to this segment; either
         way other segments are never modified (overlaps are allowed when overwriting).
+        `device` ("auto", "cpu", "cuda", "mps") is checked first (InputError if that accelerator is absent)
+        and passed to the factory only if it takes a `device` argument.
         """
+        self._require_idle()
         if volume_node is None or segmentation_node is None:
             raise InputError("choose a volume and a segmentation")
+        if device not in (None, "auto"):
+            from .models.weights import pick_device
+
+            pick_device(device)  # a clear InputError when e.g. CUDA was asked for and is missing
         self.session = None  # a start that fails leaves no half-started session behind
+        self._computed = None
         self.volume_node, self.segmentation_node = volume_node, segmentation_node
         self._world_to_local()  # refuse a non-linear parent transform now, not at the first click
         self._check_segmentation_transform()
@@ -98,11 +144,23 @@ class SliceAndConquerLogic:
             self.pipeline_name, session_factory, _ = best_pipeline()
         else:
             self.pipeline_name = getattr(session_factory, "__name__", type(session_factory).__name__)
-        self.session = session_factory(image, spacing, existing_mask=existing if existing.any() else None)
+        options = {"device": device} if device is not None and _accepts_keyword(session_factory, "device") else {}
+        self.session = session_factory(image, spacing, existing_mask=existing if existing.any() else None,
+                                       **options)
+        self.device = device
         self.overwrite_other_segments = bool(overwrite_other_segments)
         self.recommendation = None
-        self.last_error = None
+        self.last_error = self.last_exception = None
         return self.session
+
+    def close(self):
+        """Forget the session (e.g. the scene is closing): observers off, queued clicks and a background
+        accept dropped (its worker finishes on its own session object and nothing is written)."""
+        self.remove_markups_observers()
+        self.session = self.recommendation = None
+        self._computed = self._job = None
+        self.busy = False
+        self.pending_clicks = []
 
     def _check_segmentation_transform(self):
         """slicer.util's labelmap import/export is only consistent when the segmentation sits under the
@@ -123,6 +181,10 @@ class SliceAndConquerLogic:
         if self.session is None:
             raise InputError("no Slice-and-Conquer session: call start(volume, segmentation) first")
         return self.session
+
+    def _require_idle(self):
+        if self.busy:
+            raise InputError("the 3D result is still being computed; try again in a moment")
 
     # ---- geometry -----------------------------------------------------------------------------
     def _world_to_local(self) -> np.ndarray:
@@ -168,11 +230,11 @@ class SliceAndConquerLogic:
         direction = (world_to_ijk @ normal) * voxel_mm
         ijk_axis = int(np.argmax(np.abs(direction)))
         if abs(direction[ijk_axis]) < OBLIQUE_TOLERANCE * np.linalg.norm(direction):
-            raise InputError(f"the {slice_node.GetLayoutName() or slice_node.GetName()} view is oblique to "
+            raise ObliqueViewError(f"the {slice_node.GetLayoutName() or slice_node.GetName()} view is oblique to "
                              "the volume, so a click there has no slice to land on; align it with "
                              "logic.rotate_view_to_volume(sliceNode), i.e. "
                              "sliceNode.RotateToVolumePlane(volumeNode) (or the view's 'Rotate to volume "
-                             "plane' button)")
+                             "plane' button)", slice_node)
         return 2 - ijk_axis  # IJK (i, j, k) -> numpy [k, j, i]
 
     def rotate_view_to_volume(self, slice_node):
@@ -232,6 +294,7 @@ class SliceAndConquerLogic:
         slice of the segment changes (a preview until `accept()`).
         """
         session = self._require_session()
+        self._require_idle()
         kji = self._voxel(ras)
         if slice_node is None:
             slice_node = self.view_containing(ras)
@@ -259,12 +322,14 @@ class SliceAndConquerLogic:
 
     def undo_click(self) -> np.ndarray:
         """Undo the last click on the current slice; the slice of the segment follows."""
+        self._require_idle()
         mask = self._require_session().undo_click()
         self._write_slices({self.session.plane: mask})
         return mask
 
     def reset_slice(self) -> np.ndarray:
         """Drop all clicks on the current slice; the slice returns to its state before the first click."""
+        self._require_idle()
         mask = self._require_session().reset_slice()
         self._write_slices({self.session.plane: mask})
         return mask
@@ -272,18 +337,96 @@ class SliceAndConquerLogic:
     # ---- 3D ------------------------------------------------------------------------------------
     def accept(self) -> Plane | None:
         """Accept the current slice: f3D -> the whole segment, then move the view showing the
-        recommended plane's axis onto it (that view only). Returns the recommended Plane (or None)."""
+        recommended plane's axis onto it (that view only). Returns the recommended Plane (or None).
+        The same as `compute_accept()` then `finish_accept()`."""
+        self._require_idle()
+        self.compute_accept()
+        return self.finish_accept()
+
+    def compute_accept(self) -> Plane | None:
+        """The computing half of `accept()`: session.accept_slice (f3D + post-processing) and the
+        recommendation. Numpy/torch only, no MRML, so it may run in a worker thread (keep the main thread
+        off the session meanwhile: see `accept_in_background`). Returns the recommended Plane (or None)."""
         session = self._require_session()
+        if session.plane is None:
+            raise InputError("no slice to accept: click on a slice first")
         session.accept_slice()
-        self._write_volume(session.mask3d)
-        self.recommendation = session.recommend()
+        recommendation = session.recommend()
+        self._computed = (session, recommendation)
+        return recommendation
+
+    def finish_accept(self) -> Plane | None:
+        """The MRML half of `accept()` (main thread): write the 3D mask into the segment and move the
+        view showing the recommended plane's axis onto it. Returns the recommended Plane (or None)."""
+        computed, self._computed = self._computed, None
+        if computed is None or computed[0] is not self.session:
+            raise InputError("nothing to finish: call compute_accept() first")
+        self._write_volume(self.session.mask3d)
+        self.recommendation = computed[1]
         if self.recommendation is not None:
             self.jump_to_plane(self.recommendation)
         return self.recommendation
 
+    def accept_in_background(self) -> threading.Thread:
+        """Start `compute_accept()` in a worker thread and return it. Until `finish_background_accept()`
+        the logic is `busy`: placed points are queued, other calls refuse. Poll `accept_running`."""
+        session = self._require_session()
+        self._require_idle()
+        if session.plane is None:
+            raise InputError("no slice to accept: click on a slice first")
+        job = {"session": session, "error": None}
+
+        def work():
+            try:
+                self.compute_accept()
+            except BaseException as error:  # handed to the main thread by finish_background_accept
+                job["error"] = error
+
+        job["thread"] = threading.Thread(target=work, name="SliceAndConquer accept", daemon=True)
+        self.busy, self._job = True, job
+        job["thread"].start()
+        return job["thread"]
+
+    @property
+    def accept_running(self) -> bool:
+        """True while a background accept is still computing."""
+        return self._job is not None and self._job["thread"].is_alive()
+
+    def finish_background_accept(self) -> Plane | None:
+        """Main thread, once `accept_running` is False: write the result and jump (`finish_accept`),
+        then replay the clicks placed meanwhile. Re-raises the worker's error (the session is then as
+        before the accept, and the queued clicks are still replayed)."""
+        job, self._job = self._job, None
+        if job is None:
+            raise InputError("no accept is running")
+        job["thread"].join()
+        self.busy = False
+        try:
+            if job["error"] is not None:
+                raise job["error"]
+            if job["session"] is not self.session:  # closed or restarted meanwhile: nothing to write
+                return None
+            return self.finish_accept()
+        finally:
+            self.run_pending_clicks()
+
+    def run_pending_clicks(self) -> int:
+        """Run the clicks queued while busy, in order; errors go to `last_error`. Returns how many ran."""
+        pending, self.pending_clicks = self.pending_clicks, []
+        ran = 0
+        for ras, view, positive in pending:
+            try:
+                self.click_ras(ras, positive, view)
+                ran += 1
+                self.last_error = self.last_exception = None
+            except InputError as error:
+                self._record_error(error)
+        return ran
+
     def undo_slice(self) -> np.ndarray:
         """Undo the last accept; the segment returns exactly to its state before that slice's clicks."""
         session = self._require_session()
+        self._require_idle()
         t = session.t
         mask = session.undo_slice()
         if session.t != t:
@@ -298,14 +441,19 @@ class SliceAndConquerLogic:
         centre_kji = [(n - 1) / 2.0 for n in shape]
         centre_kji[plane.axis] = plane.index
         ras = self.ijk_to_ras(centre_kji[::-1])
+        node = self.view_for_axis(plane.axis)
+        if node is not None:
+            node.JumpSliceByCentering(*ras)
+        return node
+
+    def view_for_axis(self, axis: int):
+        """The first non-oblique slice view (Red, Yellow, Green first) showing numpy axis `axis`, or None."""
         for node in self.slice_views():
             try:
-                if self.plane_for_view(node) != plane.axis:
-                    continue
+                if self.plane_for_view(node) == axis:
+                    return node
             except InputError:
                 continue
-            node.JumpSliceByCentering(*ras)
-            return node
         return None
 
     def status(self) -> dict:
@@ -331,6 +479,12 @@ class SliceAndConquerLogic:
         """A control point was placed: click at its world position in the view it was placed in.
         The view is the crosshair's (the slice view under the mouse) when the point lies on that view's
         plane, else the view whose plane holds the point."""
+        ras, view = self.placed_point(markups_node)
+        return self.click_ras(ras, positive, view)
+
+    def placed_point(self, markups_node) -> tuple:
+        """(world RAS, slice node or None) of the last control point of `markups_node`: the view is the
+        crosshair's when the point lies on that view's plane, else the view whose plane holds it."""
         count = markups_node.GetNumberOfControlPoints()
         if count == 0:
             raise InputError("the markups node has no control points")
@@ -343,12 +497,13 @@ class SliceAndConquerLogic:
         # Scripted points may not come from the mouse: trust the crosshair only if the point is on its plane.
         if view is None or self._distance_to_view(view, ras) > self._on_plane_mm():
             view = self.view_containing(ras)
-        return self.click_ras(ras, positive, view)
+        return ras, view
 
     def add_markups_observers(self, positive_node, negative_node):
         """Click whenever a point is placed in `positive_node` / `negative_node`
-        (vtkMRMLMarkupsNode.PointPositionDefinedEvent). Errors go to the log and `last_error`, since an
-        observer cannot raise. `remove_markups_observers()` undoes this."""
+        (vtkMRMLMarkupsNode.PointPositionDefinedEvent). Errors go to the log and `last_error` /
+        `last_exception`, since an observer cannot raise. While `busy`, points are queued (see
+        `pending_clicks`). `remove_markups_observers()` undoes this."""
         self.remove_markups_observers()
         for node, positive in ((positive_node, True), (negative_node, False)):
             if node is None:
@@ -364,11 +519,53 @@ class SliceAndConquerLogic:
 
     def _on_point_event(self, markups_node, positive):
         try:
-            self.on_point_defined(markups_node, positive)
-            self.last_error = None
+            if self.busy:  # the session belongs to the worker: remember the click, run it afterwards
+                self.pending_clicks.append((*self.placed_point(markups_node), positive))
+            else:
+                self.on_point_defined(markups_node, positive)
+            self.last_error = self.last_exception = None
         except InputError as error:
-            self.last_error = str(error)
-            logging.warning("SliceAndConquer: %s", error)
+            self._record_error(error)
+
+    def _record_error(self, error: InputError):
+        self.last_error, self.last_exception = str(error), error
+        logging.warning("SliceAndConquer: %s", error)
+
+    def prune_markups(self, positive_node, negative_node) -> int:
+        """Remove the placed (defined) control points that are not clicks of the slice being annotated:
+        failed, undone, accepted, reset or left on another slice. The points that stay are locked, so a
+        view shows exactly the current clicks. Preview points (place mode) are left alone; nothing is
+        done while busy. Returns the number of points removed."""
+        if self.busy:
+            return 0
+        session = self.session
+        removed = 0
+        for node, positive in ((positive_node, True), (negative_node, False)):
+            if node is None:
+                continue
+            wanted = []  # voxels [k, j, i] of this polarity's clicks on the current plane
+            if session is not None and session.plane is not None:
+                for click in session.clicks:
+                    if click.positive == positive:
+                        kji = [click.row, click.col]
+                        kji.insert(session.plane.axis, session.plane.index)
+                        wanted.append(tuple(kji))
+            for index in reversed(range(node.GetNumberOfControlPoints())):
+                if node.GetNthControlPointPositionStatus(index) != node.PositionDefined:
+                    continue
+                ras = [0.0, 0.0, 0.0]
+                node.GetNthControlPointPositionWorld(index, ras)
+                try:
+                    kji = self._voxel(ras) if session is not None else None
+                except InputError:
+                    kji = None
+                if kji in wanted:
+                    wanted.remove(kji)
+                    node.SetNthControlPointLocked(index, True)
+                else:
+                    node.RemoveNthControlPoint(index)
+                    removed += 1
+        return removed
 
     # ---- reading and writing the segment --------------------------------------------------------
     def _read_segment(self, segment_id) -> np.ndarray:

@@ -14,11 +14,12 @@ ever shares memory with a vtk object (nothing to keep alive, nothing dangling).
 Exit-time crash workaround: ITK's MorphologicalContourInterpolator keeps ITK filters in
 `thread_local` variables. slicer-core's ITK runs that filter's loop over slice pairs on TBB worker
 threads, which live until the process exits; their thread-local ITK filters are then destroyed after
-ITK's own globals (TimeStamp::Modified on a freed global -> SIGSEGV, exit code 139, in roughly half of
-the processes that interpolated more than one pair of slices). ITK's "Platform" threader instead
-starts and joins its threads on every call, so those thread-local filters die while ITK is alive.
-The threader is read once, from ITK_GLOBAL_DEFAULT_THREADER, when Slicer's ITK creates its first
-filter: _use_platform_itk_threader() sets it for that moment only (unless the user already set it).
+ITK's own globals (TimeStamp::Modified on a freed global -> SIGSEGV, exit code 139, in most processes
+that interpolated more than one pair of slices). ITK's "Platform" threader instead starts and joins
+its threads on every call, so those thread-local filters die while ITK is alive. The threader is read
+once, from ITK_GLOBAL_DEFAULT_THREADER, when Slicer's ITK creates its first filter:
+_use_platform_itk_threader() sets it for that moment only (unless the user already set it). It cannot
+help if Slicer's ITK made a filter before this module was imported (e.g. inside the Slicer app).
 """
 from __future__ import annotations
 

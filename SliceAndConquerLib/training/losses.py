@@ -5,9 +5,14 @@ import torch.nn.functional as F
 
 
 def normalized_focal_loss(logits, target, gamma: float = 2.0, weight=None, eps: float = 1e-6):
-    """logits, target: [B, 1, ...]; weight: optional [B] per-sample weights. Returns a scalar."""
+    """logits: [B, 1, ...] (sigmoid) or [B, 2, ...] (softmax over background/foreground);
+    target: [B, 1, ...]; weight: optional [B] per-sample weights. Returns a scalar."""
     target = target.float()
-    log_pt = torch.where(target > 0.5, F.logsigmoid(logits), F.logsigmoid(-logits))
+    if logits.shape[1] == 2:
+        log_p = F.log_softmax(logits, dim=1)
+        log_pt = torch.where(target > 0.5, log_p[:, 1:], log_p[:, :1])
+    else:
+        log_pt = torch.where(target > 0.5, F.logsigmoid(logits), F.logsigmoid(-logits))
     beta = (1 - log_pt.exp()) ** gamma
     dims = tuple(range(1, logits.dim()))
     pixels = target[0].numel()
@@ -18,9 +23,15 @@ def normalized_focal_loss(logits, target, gamma: float = 2.0, weight=None, eps: 
     return per_sample.mean()
 
 
+def logit_norm(logits, tau: float = 0.04, eps: float = 1e-7):
+    """LogitNorm (Wei et al. 2022): logits divided by tau times their norm over classes, so training
+    cannot buy confidence by growing the logits; the max-softmax confidence stays calibrated."""
+    return logits / (tau * logits.norm(dim=1, keepdim=True) + eps)
+
+
 def batch_iou(logits, target) -> float:
     """Mean IoU of the thresholded predictions: what training progress is logged with."""
-    pred = logits > 0
+    pred = (logits[:, 1:] > logits[:, :1]) if logits.shape[1] == 2 else logits > 0
     target = target > 0.5
     dims = tuple(range(1, logits.dim()))
     inter = (pred & target).sum(dim=dims).float()

@@ -31,10 +31,10 @@ class Target:
     slices: tuple  # per axis: indices of slices with at least MIN_AREA target pixels
 
 
-class SliceSampler:
-    def __init__(self, manifest, seed: int = 0, synthetic_fraction: float = 0.15):
-        self.rng = np.random.default_rng(seed)
-        self.synthetic_fraction = synthetic_fraction
+class TrainingVolumes:
+    """Every training target with its normalised image and label volume, loaded once."""
+
+    def __init__(self, manifest):
         self.images, self.spacings, self.labels = [], [], []
         image_ids, label_ids = {}, {}
         self.targets: list[Target] = []
@@ -64,13 +64,25 @@ class SliceSampler:
             raise ValueError(f"{manifest}: no usable training targets")
         self.draw = np.asarray(draw) / np.sum(draw)
 
+    def pick(self, rng) -> Target:
+        return self.targets[rng.choice(len(self.targets), p=self.draw)]
+
+
+class SliceSampler:
+    def __init__(self, manifest, seed: int = 0, synthetic_fraction: float = 0.15, volumes=None):
+        self.rng = np.random.default_rng(seed)
+        self.synthetic_fraction = synthetic_fraction
+        self.volumes = volumes or TrainingVolumes(manifest)
+        self.targets = self.volumes.targets
+
     def _real(self):
-        target = self.targets[self.rng.choice(len(self.targets), p=self.draw)]
+        v = self.volumes
+        target = v.pick(self.rng)
         axis = int(self.rng.choice([a for a in range(3) if len(target.slices[a])]))
         index = int(self.rng.choice(target.slices[axis]))
-        image = np.take(self.images[target.image], index, axis=axis)
-        mask = np.take(self.labels[target.label], index, axis=axis) == target.value
-        spacing = tuple(s for a, s in enumerate(self.spacings[target.image]) if a != axis)
+        image = np.take(v.images[target.image], index, axis=axis)
+        mask = np.take(v.labels[target.label], index, axis=axis) == target.value
+        spacing = tuple(s for a, s in enumerate(v.spacings[target.image]) if a != axis)
         return image, mask, spacing, target.weight
 
     def _synthetic(self):

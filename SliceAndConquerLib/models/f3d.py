@@ -1,0 +1,141 @@
+"""f3D: f2D turned 3D with Mean-ACS convolutions (2D -> 3D transfer), guided by the accepted slices,
+with a mask attention module (paper Sec. 3.2, Fig. 2b).
+
+Every Conv2d of a trained f2D becomes `acsconv.operators.SoftACSConv(..., mean=True)`: the same 2D
+kernel applied on the axial, coronal and sagittal planes and averaged, so f2D's weights carry over
+unchanged. GroupNorm works in 3D as it is; bilinear resizing becomes trilinear.
+
+Inputs at iteration t (all on the ROI grid, channels first):
+- image path:    the image I and the previous 3D mask M_{t-1}                       (2 channels)
+- guidance path: positive and negative click disks P^{2D->3D}, the accepted 2D masks M^{2D->3D}, and
+                 a marker of the accepted planes, so that "annotated background" differs from
+                 "not annotated"                                                    (4 channels)
+The f2D first layers are widened to these inputs: the image weights go to I, f2D's previous-mask
+weights to M_{t-1} and to M^{2D->3D}, the click weights to the clicks, zeros to the marker.
+
+Mask attention: from the 1/4-resolution features and the downsampled guidance, a small head predicts
+the target (its own logits, trained with an NFL term, L_3D = L_seg + lambda L_attn) and its sigmoid
+re-weights the features, x <- x * (1 + A), so the masks steer the whole decoder.
+
+Output: two-class logits (background, foreground) so that LogitNorm and the max-softmax confidence
+of the recommendation are defined; f2D's single-logit head w becomes (-w/2, +w/2).
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+from acsconv.operators import SoftACSConv
+
+from .f2d import F2D
+
+IMAGE_CHANNELS = 2     # I, M_{t-1}
+GUIDANCE_CHANNELS = 4  # P+, P-, M^{2D->3D}, accepted-plane marker
+
+
+def acs_from_conv2d(conv: nn.Conv2d) -> SoftACSConv:
+    """A Mean-ACS convolution with the 2D convolution's weights (and bias)."""
+    acs = SoftACSConv(conv.in_channels, conv.out_channels, conv.kernel_size[0], stride=conv.stride[0],
+                      padding=conv.padding[0], dilation=conv.dilation[0], groups=conv.groups, mean=True,
+                      bias=conv.bias is not None)
+    with torch.no_grad():
+        acs.weight.copy_(conv.weight)
+        if conv.bias is not None:
+            acs.bias.copy_(conv.bias)
+    return acs
+
+
+def convert_to_3d(module: nn.Module) -> nn.Module:
+    """A copy of `module` with every Conv2d a Mean-ACS conv and BatchNorm2d a BatchNorm3d (with its
+    statistics). acsconv's own ACSConverter fails on BatchNorm with current torch, hence this."""
+    module = copy.deepcopy(module)
+
+    def replace(parent: nn.Module):
+        for name, child in parent.named_children():
+            if isinstance(child, nn.Conv2d):
+                setattr(parent, name, acs_from_conv2d(child))
+            elif isinstance(child, nn.BatchNorm2d):
+                norm = nn.BatchNorm3d(child.num_features, child.eps, child.momentum, child.affine,
+                                      child.track_running_stats)
+                norm.load_state_dict(child.state_dict())
+                setattr(parent, name, norm)
+            elif isinstance(child, (nn.MaxPool2d, nn.AvgPool2d, nn.Upsample)):
+                raise TypeError(f"{type(child).__name__} has no 3D conversion here")
+            else:
+                replace(child)
+
+    replace(module)
+    if hasattr(module, "interpolation"):
+        module.interpolation = "trilinear"
+    return module
+
+
+def _widen(conv: SoftACSConv, sources: list) -> SoftACSConv:
+    """A copy of `conv` with new input channels; sources[c] is the old input channel whose weights
+    new channel c starts from (None: zeros)."""
+    wide = SoftACSConv(len(sources), conv.out_channels, conv.kernel_size[0], stride=conv.stride[0],
+                       padding=conv.padding[0], groups=1, mean=True, bias=conv.bias is not None)
+    with torch.no_grad():
+        wide.weight.zero_()
+        for new, old in enumerate(sources):
+            if old is not None:
+                wide.weight[:, new] = conv.weight[:, old]
+    return wide
+
+
+class MaskAttention(nn.Module):
+    """Guidance + features at 1/4 resolution -> attention logits (one channel)."""
+
+    def __init__(self, channels: int, hidden: int = 16):
+        super().__init__()
+        self.net = nn.Sequential(
+            SoftACSConv(channels + GUIDANCE_CHANNELS, hidden, 3, padding=1, mean=True, bias=False),
+            nn.GroupNorm(4, hidden), nn.ReLU(inplace=True),
+            SoftACSConv(hidden, 1, 3, padding=1, mean=True))
+
+    def forward(self, features, guidance):
+        small = F.adaptive_max_pool3d(guidance, features.shape[2:])  # a thin mask must survive
+        return self.net(torch.cat([features, small], 1))
+
+
+class F3D(nn.Module):
+    def __init__(self, width: int = 16, mask_attention: bool = True):
+        super().__init__()
+        self.body = convert_to_3d(F2D(width))
+        self.body.image_conv = _widen(self.body.image_conv, [0, None])
+        self.body.guide_conv = _widen(self.body.guide_conv, [0, 1, 2, None])
+        self.body.head = SoftACSConv(width, 2, 1, mean=True)
+        self.attention = MaskAttention(2 * width) if mask_attention else None
+
+    @classmethod
+    def from_f2d(cls, f2d: F2D, mask_attention: bool = True) -> "F3D":
+        """f3D initialised from trained f2D weights (the transfer of Sec. 3.2)."""
+        model = cls(f2d.image_conv.out_channels, mask_attention)
+        body = convert_to_3d(f2d)
+        prev_mask = 2  # f2D guidance channels: positive, negative, previous mask
+        body.image_conv = _widen(body.image_conv, [0, None])
+        with torch.no_grad():  # M_{t-1} enters through the image path with f2D's previous-mask weights
+            body.image_conv.weight[:, 1] = body.guide_conv.weight[:, prev_mask]
+        body.guide_conv = _widen(body.guide_conv, [0, 1, prev_mask, None])
+        head = body.head
+        body.head = SoftACSConv(head.in_channels, 2, 1, mean=True)
+        with torch.no_grad():
+            body.head.weight.copy_(torch.cat([-head.weight / 2, head.weight / 2]))
+            body.head.bias.copy_(torch.cat([-head.bias / 2, head.bias / 2]))
+        model.body = body
+        return model
+
+    def forward(self, image, guidance):
+        """image [B, 2, D, H, W]; guidance [B, 4, D, H, W]. Returns (logits [B, 2, D, H, W],
+        attention logits [B, 1, D, H, W] or None)."""
+        b = self.body
+        half = b.stem_norm(b.image_conv(image) + b.guide_conv(guidance))
+        x1 = b.enc1(b.stem(half))
+        attention = None
+        if self.attention is not None:
+            attention = self.attention(x1, guidance)
+            x1 = x1 * (1 + torch.sigmoid(attention))
+        logits = b._up(b.head(b.decode(half, x1)), image)
+        return logits, (b._up(attention, image) if attention is not None else None)

@@ -1,0 +1,66 @@
+"""f3D as the session's 3D predictor: ROI, working grid, forward, paste back, confidence."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..session import Prediction3D, guidance_volumes
+from .f3d import F3D
+from .roi import ROI, roi_for
+from .weights import load_state, pick_device
+
+
+def load_f3d(weights, device: str = "auto") -> "Network3D":
+    saved = load_state(weights)
+    model = F3D(**saved["config"].get("arch", {}))
+    model.load_state_dict(saved["state_dict"])
+    return Network3D(model, device)
+
+
+def to_grid(volume: torch.Tensor, grid, thin: bool = False) -> torch.Tensor:
+    """[B, C, *roi] -> [B, C, *grid]. Thin structures (accepted planes, click disks) are max-pooled
+    when shrinking, so a one-voxel plane is never averaged away."""
+    if not thin:
+        return F.interpolate(volume, size=tuple(grid), mode="trilinear", align_corners=False)
+    upper = tuple(max(s, g) for s, g in zip(volume.shape[2:], grid))
+    if upper != tuple(volume.shape[2:]):
+        volume = F.interpolate(volume, size=upper, mode="nearest-exact")
+    return F.adaptive_max_pool3d(volume, tuple(grid))
+
+
+def roi_inputs(image, previous, accepted, roi: ROI):
+    """Network inputs on the working grid: image path [1, 2, *grid] and guidance [1, 4, *grid]."""
+    as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, np.float32))[None]  # noqa: E731
+    image_path = as_tensor(np.stack([image[roi.box], previous[roi.box].astype(np.float32)]))
+    guidance = as_tensor(guidance_volumes(accepted, image.shape, roi.box))
+    return to_grid(image_path, roi.grid), to_grid(guidance, roi.grid, thin=True)
+
+
+class Network3D:
+    """Predictor3D backed by an F3D network."""
+    name = "f3d"
+
+    def __init__(self, model: F3D, device: str = "auto"):
+        self.device = pick_device(device)
+        self.model = model.to(self.device).eval()
+
+    @torch.inference_mode()
+    def foreground(self, image, previous, accepted, roi: ROI) -> np.ndarray:
+        """Foreground probability on the ROI at the volume's resolution."""
+        image_path, guidance = roi_inputs(image, previous, accepted, roi)
+        logits, _ = self.model(image_path.to(self.device), guidance.to(self.device))
+        probability = torch.softmax(logits.float(), dim=1)[:, 1:]
+        return F.interpolate(probability.cpu(), size=roi.shape, mode="trilinear", align_corners=False)[0, 0].numpy()
+
+    def predict(self, image, spacing, previous, accepted) -> Prediction3D:
+        roi = roi_for(image.shape, spacing, previous, accepted)
+        if roi is None:
+            return Prediction3D(np.zeros(image.shape, bool), None)
+        probability = self.foreground(image, previous, accepted, roi)
+        mask = previous.copy()
+        mask[roi.box] = probability > 0.5
+        # Outside the ROI nothing was predicted: counted as confident, so never recommended.
+        confidence = np.ones(image.shape, np.float16)
+        confidence[roi.box] = np.maximum(probability, 1 - probability)
+        return Prediction3D(mask, confidence)

@@ -1,0 +1,131 @@
+"""`snc train f3d`: guided 3D segmentation from accepted slices, initialised from f2D (Sec. 3.2, 4.1).
+
+Per sample: a training target; 1..6 accepted planes on random axes (1..3 after the learning-rate
+restart: the curriculum on the number of mask inputs), each with either its ground-truth mask and an
+interior click or a real f2D prediction from robot clicks; a previous 3D mask that is empty or a
+corrupted ground truth; the ROI and working grid of the app (grid size varied for robustness).
+Loss: NFL on LogitNorm-ed two-class logits + lambda * NFL on the mask attention logits (Eq. 1).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from ..clicks import next_click
+from ..models.f2d import F2D
+from ..models.f3d import F3D
+from ..models.predictor2d import load_f2d
+from ..models.predictor3d import roi_inputs, to_grid
+from ..models.roi import GRID, roi_for
+from ..models.weights import load_state
+from ..session import AcceptedSlice, Plane
+from .common import RESTART_AT, Job, run, setup
+from .losses import batch_iou, logit_norm, normalized_focal_loss
+from .sampler import TrainingVolumes
+
+GRID_SIZES = (48, 64, 80)  # working grids seen in training (the app uses models.roi.GRID)
+
+
+def _corrupt_3d(truth, rng):
+    out = ndimage.shift(truth, rng.integers(-4, 5, size=3), order=0)
+    iterations = int(rng.integers(1, 4))
+    return ndimage.binary_dilation(out, iterations=iterations) if rng.random() < 0.5 else \
+        ndimage.binary_erosion(out, iterations=iterations)
+
+
+def simulate_accepted(image, truth, spacing, target, f2d, rng, max_planes):
+    """Accepted planes as a user of the app would leave them (ground truth or real f2D masks)."""
+    accepted = []
+    for _ in range(int(rng.integers(1, max_planes + 1))):
+        axis = int(rng.choice([a for a in range(3) if len(target.slices[a])]))
+        index = int(rng.choice(target.slices[axis]))
+        plane = Plane(axis, index)
+        truth2d = plane.of(truth)
+        mask, clicks = np.zeros_like(truth2d), []
+        if f2d is None or rng.random() < 0.5:
+            clicks, mask = [next_click(mask, truth2d)], truth2d.copy()
+        else:
+            for _ in range(int(rng.integers(1, 5))):
+                click = next_click(mask, truth2d)
+                if click is None:
+                    break
+                clicks.append(click)
+                mask = f2d.predict(plane.of(image), mask, clicks, plane.spacing2d(spacing))
+        accepted.append(AcceptedSlice(plane, tuple(clicks), mask))
+    return accepted
+
+
+def make_sample(volumes: TrainingVolumes, f2d, rng, curriculum: bool):
+    """(image path [1, 2, *grid], guidance [1, 4, *grid], target [1, 1, *grid], loss weight)."""
+    while True:
+        target = volumes.pick(rng)
+        image, spacing = volumes.images[target.image], volumes.spacings[target.image]
+        truth = volumes.labels[target.label] == target.value
+        accepted = simulate_accepted(image, truth, spacing, target, f2d, rng, 3 if curriculum else 6)
+        previous = _corrupt_3d(truth, rng) if rng.random() < 0.4 else np.zeros_like(truth)
+        roi = roi_for(image.shape, spacing, previous, accepted, int(rng.choice(GRID_SIZES)))
+        if roi is None:
+            continue
+        image_path, guidance = roi_inputs(image, previous, accepted, roi)
+        goal = to_grid(torch.from_numpy(truth[roi.box].astype(np.float32))[None, None], roi.grid) > 0.5
+        if rng.random() < 0.5:  # flips keep every plane a plane
+            dims = [2 + int(d) for d in np.flatnonzero(rng.random(3) < 0.5)]
+            image_path, guidance, goal = (t.flip(dims) for t in (image_path, guidance, goal))
+        return image_path, guidance, goal.float(), target.weight
+
+
+def build_model(args) -> F3D:
+    if args.no_transfer or not args.init_2d:
+        return F3D(args.width, mask_attention=not args.no_mask_attention)
+    saved = load_state(args.init_2d)
+    f2d = F2D(**saved["config"]["arch"])
+    f2d.load_state_dict(saved["state_dict"])
+    return F3D.from_f2d(f2d, mask_attention=not args.no_mask_attention)
+
+
+def train(args) -> Path:
+    device, ddp = setup(args)
+    seed = args.seed + 1000 * ddp.rank
+    streams = {"rng": np.random.default_rng(seed)}
+    volumes = TrainingVolumes(args.manifest)
+    f2d = load_f2d(args.init_2d, "cpu") if args.init_2d else None  # the real 2D masks of the simulation
+    model = build_model(args)
+    if args.init_2d and not args.no_transfer:
+        args.width = model.body.image_conv.out_channels
+
+    def step(net, optimizer, progress):
+        curriculum = progress >= RESTART_AT
+        optimizer.zero_grad(set_to_none=True)
+        losses, ious = [], []
+        for _ in range(args.batch):  # grids differ in shape: accumulate gradients sample by sample
+            image_path, guidance, goal, weight = make_sample(volumes, f2d, streams["rng"], curriculum)
+            goal = goal.to(device)
+            logits, attention = net(image_path.to(device), guidance.to(device))
+            loss = normalized_focal_loss(logit_norm(logits, args.tau), goal)
+            if attention is not None:
+                loss = loss + args.attention_weight * normalized_focal_loss(attention, goal)
+            (loss * weight / args.batch).backward()
+            losses.append(loss.item())
+            ious.append(batch_iou(logits.detach(), goal))
+        optimizer.step()
+        return float(np.mean(losses)), float(np.mean(ious)), args.batch
+
+    def reseed(at_step):
+        streams["rng"] = np.random.default_rng([seed, at_step])
+
+    arch = {"width": args.width, "mask_attention": not args.no_mask_attention}
+    job = Job("f3d", model, {"arch": arch, "grid": GRID}, step, reseed, {
+        "architecture": f"F3D(width={args.width}, mask_attention={not args.no_mask_attention}): f2D with "
+                        "Mean-ACS convolutions, guidance path, mask attention, two-class LogitNorm head",
+        "transfer": None if (args.no_transfer or not args.init_2d) else str(args.init_2d),
+        "data": {"manifest": str(args.manifest), "targets": len(volumes.targets),
+                 "split": "train.json of `snc data fetch` (validation subjects ts-ct and colin27 excluded)"},
+        "recipe": {"loss": f"NFL(LogitNorm tau={args.tau}) + {args.attention_weight} * NFL(attention)",
+                   "optimizer": "AdamW", "lr": args.lr, "batch": args.batch, "seed": args.seed,
+                   "schedule": f"cosine, warm restart at {RESTART_AT:.2f} of the run; 1..6 accepted planes, "
+                               "1..3 after it", "grids": list(GRID_SIZES)},
+    })
+    return run(args, job, device, ddp)
