@@ -79,6 +79,14 @@ def _benchmark_f2d(args):
     print(f"wrote {args.out}")
 
 
+def _benchmark_speed(args):
+    from .evaluation.benchmark_speed import main as run_speed
+
+    result = run_speed(args.out)
+    print(", ".join(f"{k} {v}" for k, v in result.items()))
+    print(f"wrote {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="snc", description="Slice and Conquer: interactive 3D segmentation")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -149,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     b2d.add_argument("--threads", type=int, default=2)
     b2d.add_argument("--device", default="cpu")
     b2d.set_defaults(run=_benchmark_f2d)
+    speed = bench_kinds.add_parser("speed", help="f2D click latency, f3D on its ROI, accept step, peak memory")
+    speed.add_argument("--out", type=Path, required=True)
+    speed.set_defaults(run=_benchmark_speed)
     return parser
 
 

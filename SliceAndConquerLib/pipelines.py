@@ -16,6 +16,20 @@ def _shipped_f2d():
     return load_f2d(shipped("f2d"))
 
 
+@lru_cache(maxsize=1)
+def _shipped_f3d():
+    from .models.predictor3d import load_f3d
+
+    return load_f3d(shipped("f3d"))
+
+
+def snc_session(image, spacing, existing_mask=None) -> Session:
+    from .recommend import ConfidenceRecommender
+
+    return Session(image, spacing, _shipped_f2d(), _shipped_f3d(), ConfidenceRecommender(),
+                   existing_mask=existing_mask)
+
+
 def classic_session(image, spacing, existing_mask=None) -> Session:
     from .classic import FillBetweenSlices3D, GapRecommender, GrabCut2D
 
@@ -38,6 +52,10 @@ PIPELINES: dict[str, tuple[Callable, str]] = {
 if shipped("f2d") is not None:
     PIPELINES["f2d-fbs"] = (f2d_fbs_session, "trained f2D per click + Slicer's Fill between slices "
                                              "(f3D not shipped yet)")
+
+if shipped("f2d") is not None and shipped("f3d") is not None:
+    PIPELINES["snc"] = (snc_session, "trained f2D per click + trained f3D per accepted slice, "
+                                     "confidence-based next slice")
 
 PREFERENCE = ("snc", "f2d-fbs", "grabcut-fbs")
 

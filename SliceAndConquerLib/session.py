@@ -177,7 +177,11 @@ class Session:
         result = self.predictor3d.predict(self.image, self.spacing, self.mask3d, accepted)
         self._undo3d.append((self.mask3d, self.confidence, self.accepted))
         self.accepted = accepted
-        self.mask3d = np.asarray(result.mask, bool)
+        self.mask3d = np.array(result.mask, bool)
+        for entry in accepted:  # a promise to the user: accepted planes hold exactly what was accepted
+            index = [slice(None)] * 3
+            index[entry.plane.axis] = entry.plane.index
+            self.mask3d[tuple(index)] = entry.mask
         self.confidence = result.confidence
         self._stage = None
         return self.mask3d

@@ -14,7 +14,7 @@ import torch
 from conftest import make_sphere
 from SliceAndConquerLib.clicks import Click, next_click
 from SliceAndConquerLib.errors import InputError
-from SliceAndConquerLib.models.f2d import F2D
+from SliceAndConquerLib.models.f2d import F2D, INPUT_SIZE
 from SliceAndConquerLib.models.predictor2d import load_f2d
 from SliceAndConquerLib.models.weights import ModelFileError, pick_device, save_weights, shipped, write_card
 from SliceAndConquerLib.models.window import Window, first_window, touches_border, window_for
@@ -78,14 +78,15 @@ def test_window_rule():
 def test_simulated_clicks_land_in_the_error_region():
     rng = np.random.default_rng(0)
     truth = make_sphere((1, 64, 64), radius=20)[0]
-    samples = [(np.random.rand(192, 192).astype(np.float32), np.pad(truth, 64), 1.0)] * 4
+    pad = (INPUT_SIZE - 64) // 2
+    samples = [(np.random.rand(INPUT_SIZE, INPUT_SIZE).astype(np.float32), np.pad(truth, pad), 1.0)] * 4
     images, truths, previous, clicks, weights = make_batch(samples, rng, curriculum=False)
     for t, p, cs in zip(truths, previous, clicks):
         first = cs[0]
         error = (t & ~p) if first.positive else (p & ~t)
         assert error[first.row, first.col]
     pred = truths[0].copy()
-    pred[100:120, 100:140] = False
+    pred[pad + 20: pad + 30, pad + 10: pad + 50] = False
     click = next_click(pred, truths[0])
     assert click.positive and truths[0][click.row, click.col] and not pred[click.row, click.col]
 
@@ -95,7 +96,7 @@ def test_training_steps_lower_the_loss_on_a_toy_batch():
     rng = np.random.default_rng(0)
     model = F2D(width=8)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    truth = make_sphere((1, 192, 192), radius=40)[0]
+    truth = make_sphere((1, INPUT_SIZE, INPUT_SIZE), radius=INPUT_SIZE // 5)[0]
     image = (0.2 + 0.6 * truth).astype(np.float32)
     batch = make_batch([(image, truth, 1.0)] * 2, rng, curriculum=True)
     losses = [train_step(model, optimizer, *[x if not isinstance(x, list) else list(x) for x in batch],

@@ -92,3 +92,20 @@ def test_bad_input_is_refused(sphere_image, toy_predictors):
         session.click(-1, 5)
     with pytest.raises(InputError, match="mask shape"):
         session.accept_slice(np.zeros((2, 2), bool))
+
+
+def test_accepted_planes_hold_exactly_the_accepted_masks(sphere_image, toy_predictors):
+    from SliceAndConquerLib.session import Prediction3D
+
+    class Eraser:
+        name = "eraser"
+
+        def predict(self, image, spacing, previous, accepted):
+            return Prediction3D(np.zeros(image.shape, bool))
+
+    session = Session(sphere_image, (1, 1, 1), toy_predictors[0], Eraser())
+    session.begin_slice(Plane(1, 16))
+    session.click(12, 14, True)
+    mask2d = session.mask2d
+    session.accept_slice()
+    assert np.array_equal(Plane(1, 16).of(session.mask3d), mask2d) and mask2d.any()

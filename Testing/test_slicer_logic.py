@@ -9,7 +9,7 @@ import vtk
 
 from SliceAndConquerLib.errors import InputError
 from SliceAndConquerLib.session import Plane, Session
-from SliceAndConquerLib.slicer_logic import SliceAndConquerLogic
+from SliceAndConquerLib.slicer_logic import ObliqueViewError, SliceAndConquerLogic
 
 SHAPE = (20, 24, 28)                 # numpy [k, j, i]
 SPACING_IJK = (0.8, 1.0, 2.5)
@@ -333,3 +333,205 @@ def test_markups_observers_turn_placed_points_into_clicks(nodes, logic):
     logic.remove_markups_observers()
     positive.AddControlPointWorld(vtk.vtkVector3d(*world(CENTRE)))
     assert len(logic.session.clicks) == 2
+
+
+# ---- accept in two halves, and in a worker thread --------------------------------------------------------
+def test_compute_accept_touches_no_node_and_finish_accept_writes_and_jumps(nodes, logic):
+    click_in(nodes, logic, "Green", CENTRE)
+    preview = nodes.segment(logic.segment_id)
+    offsets = {name: view.GetSliceOffset() for name, view in nodes.views.items()}
+
+    assert logic.compute_accept() == RECOMMENDED
+    assert np.array_equal(nodes.segment(logic.segment_id), preview)             # no MRML write yet
+    assert {name: view.GetSliceOffset() for name, view in nodes.views.items()} == offsets
+    assert logic.session.t == 1 and logic.recommendation is None
+
+    assert logic.finish_accept() == RECOMMENDED
+    assert np.array_equal(nodes.segment(logic.segment_id), logic.session.mask3d)
+    assert nodes.views["Red"].GetSliceOffset() != pytest.approx(offsets["Red"])  # the axis-1 view jumped
+    assert logic.status()["recommendation"] == (RECOMMENDED.axis, RECOMMENDED.index)
+    with pytest.raises(InputError, match="compute_accept"):
+        logic.finish_accept()                                                   # nothing left to finish
+
+
+def test_split_accept_equals_accept(nodes, toy_factory):
+    results = []
+    for split in (False, True):
+        segmentation = nodes.scene.AddNewNodeByClass("vtkMRMLSegmentationNode")  # one each: no overlap rule
+        logic = SliceAndConquerLogic()
+        logic.start(nodes.volume, segmentation, session_factory=toy_factory)
+        click_in(nodes, logic, "Green", CENTRE)
+        if split:
+            logic.compute_accept()
+            logic.finish_accept()
+        else:
+            logic.accept()
+        results.append(slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, logic.segment_id, nodes.volume))
+    assert results[0].any() and np.array_equal(*results)
+
+
+def test_accept_without_a_slice_is_refused(logic):
+    with pytest.raises(InputError, match="click on a slice first"):
+        logic.accept()
+    with pytest.raises(InputError, match="click on a slice first"):
+        logic.accept_in_background()
+    assert not logic.busy
+
+
+class GatedPredictor3D:
+    """Wraps an f3D: predict() waits until `release` is set (or raises `error`), like a slow network."""
+
+    def __init__(self, inner, error=None):
+        import threading
+
+        self.inner, self.error = inner, error
+        self.started, self.release = threading.Event(), threading.Event()
+
+    def predict(self, *args):
+        self.started.set()
+        assert self.release.wait(10), "the test never released the worker"
+        if self.error is not None:
+            raise self.error
+        return self.inner.predict(*args)
+
+
+def gated_factory(toy_predictors, error=None):
+    f2d, f3d = toy_predictors
+    gate = GatedPredictor3D(f3d, error)
+
+    def factory(image, spacing, existing_mask=None):
+        return Session(image, spacing, f2d, gate, FixedRecommender(RECOMMENDED), existing_mask=existing_mask)
+
+    return gate, factory
+
+
+def test_background_accept_queues_clicks_and_finishes_on_the_main_thread(nodes, toy_predictors):
+    gate, factory = gated_factory(toy_predictors)
+    logic = SliceAndConquerLogic()
+    logic.start(nodes.volume, nodes.segmentation, session_factory=factory)
+    positive = nodes.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode")
+    negative = nodes.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode")
+    logic.add_markups_observers(positive, negative)
+    click_in(nodes, logic, "Green", CENTRE)
+    preview = nodes.segment(logic.segment_id)
+
+    thread = logic.accept_in_background()
+    assert gate.started.wait(10) and logic.busy and logic.accept_running
+    # While the worker computes: a placed point is queued, not lost; direct calls are refused.
+    kji = (12, 12, 14)
+    nodes.show("Red", kji)
+    positive.AddControlPointWorld(vtk.vtkVector3d(*world(kji)))
+    assert logic.last_error is None and len(logic.pending_clicks) == 1
+    for call in (logic.undo_click, logic.undo_slice, logic.reset_slice, logic.accept,
+                 lambda: logic.click_ras(world(kji), True, nodes.views["Red"])):
+        with pytest.raises(InputError, match="still being computed"):
+            call()
+    assert logic.prune_markups(positive, negative) == 0                  # leaves the points alone meanwhile
+    assert np.array_equal(nodes.segment(logic.segment_id), preview)      # the worker writes no node
+
+    gate.release.set()
+    thread.join(10)
+    assert not logic.accept_running
+    assert logic.finish_background_accept() == RECOMMENDED
+    assert not logic.busy and logic.pending_clicks == [] and logic.session.t == 1
+    # The queued click ran after the 3D result was written: it starts the next 2D stage on its plane.
+    assert logic.session.plane == Plane(VIEW_AXIS["Red"], kji[1]) and len(logic.session.clicks) == 1
+    expected = logic.session.mask3d.copy()
+    expected[:, kji[1], :] = logic.session.mask2d
+    assert np.array_equal(nodes.segment(logic.segment_id), expected)
+    with pytest.raises(InputError, match="no accept is running"):
+        logic.finish_background_accept()
+
+
+def test_background_accept_error_reaches_the_main_thread(nodes, toy_predictors):
+    gate, factory = gated_factory(toy_predictors, error=InputError("f3D failed"))
+    logic = SliceAndConquerLogic()
+    logic.start(nodes.volume, nodes.segmentation, session_factory=factory)
+    click_in(nodes, logic, "Green", CENTRE)
+    preview = nodes.segment(logic.segment_id)
+    gate.release.set()
+    logic.accept_in_background().join(10)
+    with pytest.raises(InputError, match="f3D failed"):
+        logic.finish_background_accept()
+    assert not logic.busy and logic.session.t == 0 and logic.session.plane == Plane(0, CENTRE[0])
+    assert np.array_equal(nodes.segment(logic.segment_id), preview)
+
+
+def test_close_drops_a_running_accept_without_writing(nodes, toy_predictors):
+    gate, factory = gated_factory(toy_predictors)
+    logic = SliceAndConquerLogic()
+    logic.start(nodes.volume, nodes.segmentation, session_factory=factory)
+    click_in(nodes, logic, "Green", CENTRE)
+    preview = nodes.segment(logic.segment_id)
+    thread = logic.accept_in_background()
+    logic.close()
+    assert not logic.busy and logic.session is None and not logic.accept_running
+    gate.release.set()
+    thread.join(10)
+    assert np.array_equal(nodes.segment(logic.segment_id), preview)
+
+
+# ---- device, markups display, oblique views ---------------------------------------------------------------
+def test_device_is_checked_and_passed_only_to_factories_that_take_it(nodes, toy_factory, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    logic = SliceAndConquerLogic()
+    with pytest.raises(InputError, match="CUDA was requested"):
+        logic.start(nodes.volume, nodes.segmentation, session_factory=toy_factory, device="cuda")
+    assert logic.session is None
+
+    logic.start(nodes.volume, nodes.segmentation, session_factory=toy_factory, device="cpu")  # ignored
+    assert logic.device == "cpu" and logic.session is not None
+
+    seen = {}
+
+    def with_device(image, spacing, existing_mask=None, device="auto"):
+        seen["device"] = device
+        return toy_factory(image, spacing, existing_mask=existing_mask)
+
+    logic.start(nodes.volume, nodes.segmentation, logic.segment_id, session_factory=with_device, device="cpu")
+    assert seen == {"device": "cpu"}
+
+
+def test_prune_markups_keeps_exactly_the_current_clicks(nodes, logic):
+    positive = nodes.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode")
+    negative = nodes.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode")
+    logic.add_markups_observers(positive, negative)
+    nodes.show("Red", CENTRE)
+    for node, kji in ((positive, CENTRE), (negative, (10, 12, 15)), (positive, (10, 12, 40)),   # outside
+                      (positive, (10, 12, 12))):
+        node.AddControlPointWorld(vtk.vtkVector3d(*world(kji)))
+    assert len(logic.session.clicks) == 3
+    assert logic.prune_markups(positive, negative) == 1                  # the point outside the volume
+    assert (positive.GetNumberOfControlPoints(), negative.GetNumberOfControlPoints()) == (2, 1)
+    assert positive.GetNthControlPointLocked(0) and negative.GetNthControlPointLocked(0)
+
+    logic.undo_click()                                                   # the last positive click
+    assert logic.prune_markups(positive, negative) == 1
+    kept = [0.0, 0.0, 0.0]
+    positive.GetNthControlPointPositionWorld(0, kept)
+    assert np.allclose(kept, world(CENTRE)) and negative.GetNumberOfControlPoints() == 1
+
+    logic.accept()
+    assert logic.prune_markups(positive, negative) == 2
+    assert positive.GetNumberOfControlPoints() == negative.GetNumberOfControlPoints() == 0
+
+
+def test_oblique_click_from_markups_names_the_view(nodes, logic):
+    red = nodes.views["Red"]
+    tilt = vtk.vtkTransform()
+    tilt.RotateWXYZ(30, 1, 1, 0)
+    tilted = vtk.vtkMatrix4x4()
+    vtk.vtkMatrix4x4.Multiply4x4(tilt.GetMatrix(), red.GetSliceToRAS(), tilted)
+    red.GetSliceToRAS().DeepCopy(tilted)
+    red.UpdateMatrices()
+    positive = nodes.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode")
+    logic.add_markups_observers(positive, None)
+    red.JumpSliceByCentering(*world(CENTRE))                                 # the tilted plane holds it
+    nodes.built.crosshair.SetCursorPositionXYZ([20.0, 30.0, 0.0], red)
+    positive.AddControlPointWorld(vtk.vtkVector3d(*world(CENTRE)))
+    assert "oblique" in logic.last_error
+    assert isinstance(logic.last_exception, ObliqueViewError) and logic.last_exception.slice_node is red
+    logic.rotate_view_to_volume(red)
+    assert logic.view_for_axis(VIEW_AXIS["Red"]) is red

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-INPUT_SIZE = 192  # the network sees square crops of this many pixels
+INPUT_SIZE = 128  # the network sees square crops of this many pixels (a laptop-CPU budget)
 
 
 def _norm(channels: int) -> nn.GroupNorm:

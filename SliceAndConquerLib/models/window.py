@@ -86,10 +86,10 @@ def first_window(click_row, click_col, shape, spacing) -> Window:
 
 def window_for(previous: np.ndarray, clicks, spacing) -> Window:
     """The window for the next prediction (see the module docstring)."""
+    positives = [c for c in clicks if c.positive]
     support = previous.copy()
-    for c in clicks:
-        if c.positive:
-            support[c.row, c.col] = True
+    for c in positives:
+        support[c.row, c.col] = True
     if not support.any():
         if not clicks:
             raise ValueError("a window needs a previous mask or a click")
@@ -99,6 +99,8 @@ def window_for(previous: np.ndarray, clicks, spacing) -> Window:
     hi = np.array([rows.max() + 1, cols.max() + 1], float)
     extent_mm = max((hi - lo) * np.asarray(spacing))
     side = max(extent_mm * (1 + 2 * CONTEXT), MIN_WINDOW_PX * max(spacing))
+    if not previous.any():  # nothing segmented yet: at least the first-click window
+        side = max(side, first_window(0, 0, previous.shape, spacing).side_mm)
     return Window(tuple((lo + hi) / 2), side, tuple(spacing))
 
 

@@ -1,0 +1,117 @@
+"""`snc benchmark speed`: per-click f2D latency, f3D on its ROI, a whole accept step, peak memory.
+
+Synthetic volumes of CT size (a bright ellipsoid in noise) so that the numbers depend on sizes, not
+data; the shipped weights when present (speed does not depend on the weights' values, but the JSON
+says which were used)."""
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+from ..models.f2d import F2D
+from ..models.f3d import F3D
+from ..models.predictor2d import Network2D, load_f2d
+from ..models.predictor3d import Network3D, load_f3d
+from ..models.roi import roi_for
+from ..models.weights import shipped
+from ..recommend import ConfidenceRecommender
+from ..session import AcceptedSlice, Plane, Session
+from .benchmark_f2d import latency_ms
+
+VOLUME_SHAPE = (128, 256, 256)     # [k, j, i]: 256 x 256 x 128 voxels
+CT_SHAPE = (300, 512, 512)
+
+
+def predictors(device="cpu"):
+    f2d = load_f2d(shipped("f2d"), device) if shipped("f2d") else Network2D(F2D(), device)
+    f3d = load_f3d(shipped("f3d"), device) if shipped("f3d") else Network3D(F3D(), device)
+    names = {"f2d": "shipped" if shipped("f2d") else "untrained", "f3d": "shipped" if shipped("f3d") else "untrained"}
+    return f2d, f3d, names
+
+
+def synthetic_volume(shape, seed=0):
+    rng = np.random.default_rng(seed)
+    grids = np.ogrid[tuple(slice(0, n) for n in shape)]
+    radii = [n / 5 for n in shape]
+    inside = sum(((g - n / 2) / r) ** 2 for g, n, r in zip(grids, shape, radii)) <= 1
+    image = (rng.normal(0, 20, shape) + 200 * inside).astype(np.float32)
+    return image, inside
+
+
+def _session(image, f2d, f3d):
+    return Session(image, (2.0, 0.8, 0.8), f2d, f3d, ConfidenceRecommender())
+
+
+def _click_and_accept(session, truth, plane):
+    session.begin_slice(plane)
+    row, col = [n // 2 for n in plane.of(truth).shape]
+    session.click(row, col, True)
+    session.accept_slice()
+    return session.recommend()
+
+
+def time_iteration(f2d, f3d, repeats=5):
+    image, truth = synthetic_volume(VOLUME_SHAPE)
+    session = _session(image, f2d, f3d)
+    centre = [n // 2 for n in VOLUME_SHAPE]
+    plane = Plane(0, centre[0])
+    session.begin_slice(plane)
+    session.click(centre[1], centre[2], True)
+    mask2d = session.mask2d
+    accepted = [AcceptedSlice(plane, tuple(session.clicks), mask2d)]
+    roi = roi_for(image.shape, session.spacing, session.mask3d, accepted)
+    f3d_times, step_times = [], []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        f3d.foreground(session.image, session.mask3d, accepted, roi)
+        f3d_times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        session.begin_slice(plane)
+        session.click(centre[1], centre[2], True)
+        session.accept_slice()
+        session.recommend()
+        step_times.append(time.perf_counter() - start)
+        session.undo_slice()
+    return statistics.median(f3d_times[1:]), statistics.median(step_times[1:]), list(roi.grid)
+
+
+def peak_memory_mb() -> int:
+    """Peak RSS of a fresh process that clicks and accepts on a 512 x 512 x 300 CT-sized volume."""
+    code = ("from SliceAndConquerLib.evaluation.benchmark_speed import _memory_run; _memory_run()")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    return int(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+
+
+def _memory_run():
+    torch.set_num_threads(2)
+    f2d, f3d, _ = predictors()
+    image, truth = synthetic_volume(CT_SHAPE)
+    session = _session(image, f2d, f3d)
+    del image
+    plane = Plane(0, CT_SHAPE[0] // 2)
+    for _ in range(3):
+        plane = _click_and_accept(session, truth, plane) or Plane(1, CT_SHAPE[1] // 2)
+
+
+def benchmark(threads: int = 2) -> dict:
+    torch.set_num_threads(threads)
+    f2d, f3d, names = predictors()
+    f3d_s, iteration_s, grid = time_iteration(f2d, f3d)
+    return {"f2d_ms_512": latency_ms(f2d, 512), "f3d_s_roi": round(f3d_s, 3), "roi_shape": grid,
+            "iteration_s": round(iteration_s, 3), "volume_shape": [VOLUME_SHAPE[2], VOLUME_SHAPE[1], VOLUME_SHAPE[0]],
+            "peak_rss_mb": peak_memory_mb(), "threads": torch.get_num_threads(), "device": "cpu",
+            "weights": names}
+
+
+def main(out):
+    result = benchmark()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    return result

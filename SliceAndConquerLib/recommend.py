@@ -1,0 +1,56 @@
+"""Next-slice recommendation from the 3D result's confidence (paper Eq. 2).
+
+C_t is the max-softmax confidence of f3D; a voxel is under-confident when C_t <= TAU. Every slice of
+all three axes is scored by its number of under-confident voxels and the highest wins (the paper's
+argmin over confident counts, stated as "the slice with the most under-confident pixels"), with:
+- edge confidence enhancement: voxels within EDGE_BAND of the predicted boundary count as confident,
+  so a long but correct boundary does not win on its own;
+- slices within SKIP_DISTANCE of an accepted plane of the same axis are skipped;
+- only slices crossing the region f3D predicted are candidates (outside it C_t is 1).
+Defaults are named here; they are to be tuned on the training split, never on validation.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from .geometry import bounding_box
+from .session import Plane
+
+TAU = 0.9
+SKIP_DISTANCE = 2
+EDGE_BAND = 1
+
+
+def slice_scores(confidence: np.ndarray, mask: np.ndarray, tau=TAU, edge_band=EDGE_BAND):
+    """Per axis, the number of under-confident voxels of every slice (a list of 3 arrays)."""
+    scores = [np.zeros(n, np.int64) for n in confidence.shape]
+    box = bounding_box(confidence < 1.0)
+    if box is None:
+        return scores
+    under = confidence[box] <= tau
+    if edge_band > 0:
+        inner = mask[box]
+        edge = inner ^ ndimage.binary_erosion(inner)
+        under &= ~ndimage.binary_dilation(edge, iterations=edge_band)
+    for axis in range(3):
+        counts = under.sum(axis=tuple(a for a in range(3) if a != axis))
+        scores[axis][box[axis]] = counts
+    return scores
+
+
+class ConfidenceRecommender:
+    def __init__(self, tau=TAU, skip_distance=SKIP_DISTANCE, edge_band=EDGE_BAND):
+        self.tau, self.skip_distance, self.edge_band = tau, skip_distance, edge_band
+
+    def recommend(self, session) -> Plane | None:
+        if session.confidence is None:
+            return None
+        scores = slice_scores(session.confidence, session.mask3d, self.tau, self.edge_band)
+        for entry in session.accepted:
+            axis, index = entry.plane.axis, entry.plane.index
+            scores[axis][max(0, index - self.skip_distance): index + self.skip_distance + 1] = -1
+        best = max(range(3), key=lambda a: scores[a].max())
+        if scores[best].max() <= 0:
+            return None
+        return Plane(best, int(np.argmax(scores[best])))

@@ -1,0 +1,61 @@
+import numpy as np
+
+from SliceAndConquerLib.recommend import ConfidenceRecommender, slice_scores
+from SliceAndConquerLib.session import Plane, Prediction3D, Session
+
+
+class Uncertain3D:
+    """Toy f3D: confident everywhere except one deliberately uncertain block."""
+    name = "uncertain"
+
+    def __init__(self, block):
+        self.block = block
+
+    def predict(self, image, spacing, previous, accepted):
+        mask = np.zeros(image.shape, bool)
+        mask[8:16, 8:24, 8:20] = True
+        confidence = np.full(image.shape, 0.99, np.float32)
+        confidence[self.block] = 0.55
+        return Prediction3D(mask, confidence)
+
+
+def _session(sphere_image, toy_predictors, block):
+    return Session(sphere_image, (1, 1, 1), toy_predictors[0], Uncertain3D(block), ConfidenceRecommender())
+
+
+def test_recommends_a_slice_through_the_uncertain_region(sphere_image, toy_predictors):
+    block = (slice(3, 6), slice(20, 30), slice(2, 26))    # thin along axis 0: best seen on axis 0
+    session = _session(sphere_image, toy_predictors, block)
+    session.begin_slice(Plane(0, 12))
+    session.click(16, 14, True)
+    session.accept_slice()
+    plane = session.recommend()
+    assert plane.axis == 0 and 3 <= plane.index < 6
+
+
+def test_never_recommends_next_to_an_accepted_plane(sphere_image, toy_predictors):
+    block = (slice(10, 15), slice(2, 30), slice(2, 26))
+    session = _session(sphere_image, toy_predictors, block)
+    session.begin_slice(Plane(0, 12))
+    session.click(16, 14, True)
+    session.accept_slice()
+    plane = session.recommend()
+    assert plane is not None
+    assert not (plane.axis == 0 and abs(plane.index - 12) <= 2)
+
+
+def test_edge_band_counts_as_confident():
+    confidence = np.full((10, 10, 10), 0.5, np.float32)
+    mask = np.zeros((10, 10, 10), bool)
+    mask[3:7, 3:7, 3:7] = True
+    plain = slice_scores(confidence, mask, edge_band=0)
+    enhanced = slice_scores(confidence, mask, edge_band=1)
+    assert plain[0][5] == 100 and enhanced[0][5] < plain[0][5]
+
+
+def test_nothing_uncertain_means_no_recommendation(sphere_image, toy_predictors):
+    session = _session(sphere_image, toy_predictors, (slice(0, 0),) * 3)
+    session.begin_slice(Plane(0, 12))
+    session.click(16, 14, True)
+    session.accept_slice()
+    assert session.recommend() is None
