@@ -9,24 +9,24 @@ from .models.weights import shipped
 from .session import Session
 
 
-@lru_cache(maxsize=1)
-def _shipped_f2d():
+@lru_cache(maxsize=2)
+def _shipped_f2d(device="auto"):
     from .models.predictor2d import load_f2d
 
-    return load_f2d(shipped("f2d"))
+    return load_f2d(shipped("f2d"), device)
 
 
-@lru_cache(maxsize=1)
-def _shipped_f3d():
+@lru_cache(maxsize=2)
+def _shipped_f3d(device="auto"):
     from .models.predictor3d import load_f3d
 
-    return load_f3d(shipped("f3d"))
+    return load_f3d(shipped("f3d"), device)
 
 
-def snc_session(image, spacing, existing_mask=None) -> Session:
+def snc_session(image, spacing, existing_mask=None, device="auto") -> Session:
     from .recommend import ConfidenceRecommender
 
-    return Session(image, spacing, _shipped_f2d(), _shipped_f3d(), ConfidenceRecommender(),
+    return Session(image, spacing, _shipped_f2d(device), _shipped_f3d(device), ConfidenceRecommender(),
                    existing_mask=existing_mask)
 
 
@@ -37,10 +37,10 @@ def classic_session(image, spacing, existing_mask=None) -> Session:
                    existing_mask=existing_mask)
 
 
-def f2d_fbs_session(image, spacing, existing_mask=None) -> Session:
+def f2d_fbs_session(image, spacing, existing_mask=None, device="auto") -> Session:
     from .classic import FillBetweenSlices3D, GapRecommender
 
-    return Session(image, spacing, _shipped_f2d(), FillBetweenSlices3D(), GapRecommender(),
+    return Session(image, spacing, _shipped_f2d(device), FillBetweenSlices3D(), GapRecommender(),
                    existing_mask=existing_mask)
 
 

@@ -90,7 +90,7 @@ def test_roi_rule_reaches_along_the_normal_and_keeps_tiny_targets_wide():
     tiny[50, 50] = True
     roi = roi_for(shape, spacing, np.zeros(shape, bool), [AcceptedSlice(Plane(1, 50), (), tiny)])
     assert min(b.stop - b.start for b in roi.box) >= MIN_ROI_MM
-    assert max(roi.grid) <= 80 and all(g % 16 == 0 for g in roi.grid)
+    assert max(roi.grid) <= 64 and all(g % 16 == 0 for g in roi.grid)
 
 
 def test_thin_planes_survive_the_working_grid():
@@ -119,3 +119,23 @@ def test_shipped_f3d_completes_a_sphere_from_one_accepted_slice():
     accepted = [AcceptedSlice(Plane(0, 24), (Click(32, 32, True),), truth[24])]
     result = load_f3d(shipped("f3d"), "cpu").predict(image, spacing, np.zeros(shape, bool), accepted)
     assert dice(result.mask, truth) > 0.8
+
+
+@pytest.mark.parametrize("flags", [[], ["--no-transfer", "--no-mask-attention"]])
+def test_train_f3d_command_with_transfer_and_ablations(tmp_path, flags):
+    import json
+
+    from test_f2d import _tiny_manifest
+    from SliceAndConquerLib.cli import main
+
+    manifest = _tiny_manifest(tmp_path)
+    f2d_path = save_weights(tmp_path / "f2d.pt", F2D(width=8), {"arch": {"width": 8}})
+    write_card(f2d_path, {"model": "f2d"})
+    out = tmp_path / "run"
+    assert main(["train", "f3d", "--manifest", str(manifest), "--init-2d", str(f2d_path), "--out", str(out),
+                 "--steps", "2", "--batch", "1", "--width", "8", "--threads", "1", *flags]) == 0
+    card = json.loads((out / "f3d.json").read_text())
+    assert card["steps"] == 2 and card["command"].startswith("snc train f3d")
+    assert (card["transfer"] is None) == ("--no-transfer" in flags)
+    model = load_f3d(out / "f3d.pt", "cpu").model
+    assert (model.attention is None) == ("--no-mask-attention" in flags)

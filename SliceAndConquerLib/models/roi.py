@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-GRID = 80
+GRID = 64
 GRID_MULTIPLE = 16
 ROI_MARGIN = 0.2
 MIN_MARGIN_MM = 8.0

@@ -96,7 +96,7 @@ def pick_device(requested: str = "auto") -> torch.device:
         return torch.device("cpu")
     if requested.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("CUDA was requested but this PyTorch has no usable CUDA device "
-                         f"(torch {torch.__version__}); use --device cpu or auto")
+                         f"(torch {torch.__version__}); choose the cpu or auto device instead")
     if requested == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise InputError("Apple MPS was requested but is not available here; use --device cpu or auto")
+        raise InputError("Apple MPS was requested but is not available here; choose the cpu or auto device instead")
     return torch.device(requested)

@@ -15,6 +15,7 @@ import torch
 from scipy import ndimage
 
 from ..clicks import next_click
+from ..geometry import bounding_box
 from ..models.f2d import F2D
 from ..models.f3d import F3D
 from ..models.predictor2d import load_f2d
@@ -26,14 +27,20 @@ from .common import RESTART_AT, Job, run, setup
 from .losses import batch_iou, logit_norm, normalized_focal_loss
 from .sampler import TrainingVolumes
 
-GRID_SIZES = (48, 64, 80)  # working grids seen in training (the app uses models.roi.GRID)
+GRID_SIZES = (48, 64)  # working grids seen in training (the app uses models.roi.GRID)
 
 
 def _corrupt_3d(truth, rng):
-    out = ndimage.shift(truth, rng.integers(-4, 5, size=3), order=0)
+    """An earlier 3D result: the ground truth shifted, then dilated or eroded (in a box around it,
+    which is all that can change)."""
+    box = bounding_box(truth, margin=8)
+    part = ndimage.shift(truth[box], rng.integers(-4, 5, size=3), order=0)
     iterations = int(rng.integers(1, 4))
-    return ndimage.binary_dilation(out, iterations=iterations) if rng.random() < 0.5 else \
-        ndimage.binary_erosion(out, iterations=iterations)
+    part = ndimage.binary_dilation(part, iterations=iterations) if rng.random() < 0.5 else \
+        ndimage.binary_erosion(part, iterations=iterations)
+    out = np.zeros_like(truth)
+    out[box] = part
+    return out
 
 
 def simulate_accepted(image, truth, spacing, target, f2d, rng, max_planes):
