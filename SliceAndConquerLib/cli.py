@@ -87,6 +87,16 @@ def _benchmark_speed(args):
     print(f"wrote {args.out}")
 
 
+def _segment(args):
+    from .replay import segment
+
+    if bool(args.clicks) == bool(args.robot):
+        raise InputError("give exactly one of --clicks FILE or --robot LABEL")
+    session, name = segment(args.image, args.out, args.clicks, args.init_mask, args.robot, args.value,
+                            args.slices, args.seed)
+    print(f"{name}: {session.t} accepted slices, {int(session.mask3d.sum())} voxels; wrote {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="snc", description="Slice and Conquer: interactive 3D segmentation")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -113,6 +123,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--slices", type=int, default=6)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_demo)
+    seg = commands.add_parser("segment", help="segment a file by replaying clicks or with the robot user")
+    seg.add_argument("image", type=Path)
+    seg.add_argument("--out", type=Path, required=True, help="mask file (.nii.gz, .nrrd, .seg.nrrd ...)")
+    seg.add_argument("--clicks", type=Path, help="recorded interaction (JSON, see replay.py)")
+    seg.add_argument("--init-mask", type=Path, help="existing mask to refine (voxels equal to 1)")
+    seg.add_argument("--robot", type=Path, help="reference label: the robot user clicks instead")
+    seg.add_argument("--value", type=int, default=1, help="label value of the target with --robot")
+    seg.add_argument("--slices", type=int, default=6)
+    seg.add_argument("--seed", type=int, default=0)
+    seg.set_defaults(run=_segment)
+
     train = commands.add_parser("train", help="train a network")
     train_models = train.add_subparsers(dest="model", required=True)
     f2d = train_models.add_parser("f2d", help="the click-driven 2D network")

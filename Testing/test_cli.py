@@ -57,3 +57,21 @@ def test_evaluate_end_to_end_on_the_sample(tmp_path, manifests):
     assert oracle[-1] > 0.7 and oracle[-1] >= oracle[0]
     assert report["summary"]["growcut"]["mean_clicks"] >= 1
     assert out.with_suffix(".png").stat().st_size > 1000 and "| fbs-oracle |" in out.with_suffix(".md").read_text()
+
+
+def test_segment_replays_an_interaction_and_keeps_geometry(tmp_path, manifests):
+    import SimpleITK as sitk
+
+    case = json.loads(manifests["sample"].read_text())["cases"][0]
+    image = (manifests["sample"].parent / case["image"]).resolve()
+    clicks = tmp_path / "clicks.json"
+    clicks.write_text(json.dumps({"slices": [{"plane": [0, 10], "clicks": [[60, 90, True]]}]}))
+    out = tmp_path / "mask.nii.gz"
+    assert main(["segment", str(image), "--clicks", str(clicks), "--out", str(out)]) == 0
+    written, reference = sitk.ReadImage(str(out)), sitk.ReadImage(str(image))
+    assert written.GetSize() == reference.GetSize()
+    assert written.GetSpacing() == reference.GetSpacing() and written.GetOrigin() == reference.GetOrigin()
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"slices": [{"plane": [0]}]}')
+    assert main(["segment", str(image), "--clicks", str(bad), "--out", str(tmp_path / "x.nii.gz")]) == 2
+    assert not (tmp_path / "x.nii.gz").exists()
