@@ -23,11 +23,16 @@ def _shipped_f3d(device="auto"):
     return load_f3d(shipped("f3d"), device)
 
 
-def snc_session(image, spacing, existing_mask=None, device="auto") -> Session:
+def snc_session(image, spacing, existing_mask=None, device="auto", align=True) -> Session:
+    from .align import align_to_accepted
     from .recommend import ConfidenceRecommender
 
     return Session(image, spacing, _shipped_f2d(device), _shipped_f3d(device), ConfidenceRecommender(),
-                   existing_mask=existing_mask)
+                   existing_mask=existing_mask, postprocess=align_to_accepted if align else None)
+
+
+def snc_nopost_session(image, spacing, existing_mask=None, device="auto") -> Session:
+    return snc_session(image, spacing, existing_mask, device, align=False)
 
 
 def classic_session(image, spacing, existing_mask=None) -> Session:
@@ -55,7 +60,8 @@ if shipped("f2d") is not None:
 
 if shipped("f2d") is not None and shipped("f3d") is not None:
     PIPELINES["snc"] = (snc_session, "trained f2D per click + trained f3D per accepted slice, "
-                                     "confidence-based next slice")
+                                     "TV-L1 alignment, confidence-based next slice")
+    PIPELINES["snc-nopost"] = (snc_nopost_session, "snc without the TV-L1 alignment (ablation)")
 
 PREFERENCE = ("snc", "f2d-fbs", "grabcut-fbs")
 

@@ -83,7 +83,7 @@ class Session:
 
     def __init__(self, image: np.ndarray, spacing, predictor2d: Predictor2D, predictor3d: Predictor3D,
                  recommender: Recommender | None = None, existing_mask: np.ndarray | None = None,
-                 modality: str = "auto"):
+                 modality: str = "auto", postprocess=None):
         image = np.asarray(image)
         if image.ndim != 3:
             raise InputError(f"image is {image.ndim}D; a 3D volume is needed")
@@ -98,6 +98,7 @@ class Session:
         self.predictor2d = predictor2d
         self.predictor3d = predictor3d
         self.recommender = recommender
+        self.postprocess = postprocess  # (mask3d, accepted) -> mask3d, e.g. align.align_to_accepted
         self.mask3d = np.zeros(image.shape, bool) if existing_mask is None else np.asarray(existing_mask, bool).copy()
         self.confidence: np.ndarray | None = None
         self.accepted: list[AcceptedSlice] = []
@@ -178,6 +179,8 @@ class Session:
         self._undo3d.append((self.mask3d, self.confidence, self.accepted))
         self.accepted = accepted
         self.mask3d = np.array(result.mask, bool)
+        if self.postprocess is not None:
+            self.mask3d = self.postprocess(self.mask3d, accepted)
         for entry in accepted:  # a promise to the user: accepted planes hold exactly what was accepted
             index = [slice(None)] * 3
             index[entry.plane.axis] = entry.plane.index
