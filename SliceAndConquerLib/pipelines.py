@@ -23,12 +23,19 @@ def _shipped_f3d(device="auto"):
     return load_f3d(shipped("f3d"), device)
 
 
-def snc_session(image, spacing, existing_mask=None, device="auto", align=True) -> Session:
+def snc_session(image, spacing, existing_mask=None, device="auto", align=True, recommender=None) -> Session:
     from .align import align_to_accepted
     from .recommend import ConfidenceRecommender
 
-    return Session(image, spacing, _shipped_f2d(device), _shipped_f3d(device), ConfidenceRecommender(),
-                   existing_mask=existing_mask, postprocess=align_to_accepted if align else None)
+    return Session(image, spacing, _shipped_f2d(device), _shipped_f3d(device),
+                   recommender or ConfidenceRecommender(), existing_mask=existing_mask,
+                   postprocess=align_to_accepted if align else None)
+
+
+def snc_random_next_session(image, spacing, existing_mask=None, device="auto") -> Session:
+    from .recommend import RandomRecommender
+
+    return snc_session(image, spacing, existing_mask, device, recommender=RandomRecommender(seed=0))
 
 
 def snc_nopost_session(image, spacing, existing_mask=None, device="auto") -> Session:
@@ -62,6 +69,7 @@ if shipped("f2d") is not None and shipped("f3d") is not None:
     PIPELINES["snc"] = (snc_session, "trained f2D per click + trained f3D per accepted slice, "
                                      "TV-L1 alignment, confidence-based next slice")
     PIPELINES["snc-nopost"] = (snc_nopost_session, "snc without the TV-L1 alignment (ablation)")
+    PIPELINES["snc-random-next"] = (snc_random_next_session, "snc with a random valid next slice (ablation)")
 
 PREFERENCE = ("snc", "f2d-fbs", "grabcut-fbs")
 

@@ -54,3 +54,22 @@ class ConfidenceRecommender:
         if scores[best].max() <= 0:
             return None
         return Plane(best, int(np.argmax(scores[best])))
+
+
+class RandomRecommender:
+    """Ablation: a random valid plane (crossing the predicted region, not next to an accepted plane)."""
+
+    def __init__(self, seed: int = 0, skip_distance=SKIP_DISTANCE):
+        self.rng = np.random.default_rng(seed)
+        self.skip_distance = skip_distance
+
+    def recommend(self, session) -> Plane | None:
+        if session.confidence is None:
+            return None
+        box = bounding_box(session.confidence < 1.0)
+        if box is None:
+            return None
+        candidates = [Plane(a, i) for a in range(3) for i in range(box[a].start, box[a].stop)
+                      if not any(e.plane.axis == a and abs(e.plane.index - i) <= self.skip_distance
+                                 for e in session.accepted)]
+        return candidates[self.rng.integers(len(candidates))] if candidates else None

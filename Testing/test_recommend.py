@@ -59,3 +59,18 @@ def test_nothing_uncertain_means_no_recommendation(sphere_image, toy_predictors)
     session.click(16, 14, True)
     session.accept_slice()
     assert session.recommend() is None
+
+
+def test_random_recommender_is_seeded_and_valid(sphere_image, toy_predictors):
+    from SliceAndConquerLib.recommend import RandomRecommender
+
+    planes = []
+    for _ in range(2):
+        session = Session(sphere_image, (1, 1, 1), toy_predictors[0],
+                          Uncertain3D((slice(3, 6), slice(20, 30), slice(2, 26))), RandomRecommender(seed=4))
+        session.begin_slice(Plane(0, 12))
+        session.click(16, 14, True)
+        session.accept_slice()
+        planes.append([session.recommend() for _ in range(20)])
+    assert planes[0] == planes[1]
+    assert all(not (p.axis == 0 and abs(p.index - 12) <= 2) for p in planes[0])

@@ -4,6 +4,8 @@
   of the target's extent (the extreme slices are avoided: the filter leaves gaps next to tiny ends).
 - nearest-oracle: every slice between the outermost annotated ones copies the nearest annotated
   ground-truth slice.
+- fbs-f2d: the robot with the shipped f2D on the same k slices, then Fill between slices (equal user
+  effort, no f3D).
 - growcut: Grow from seeds, seeded with the robot's clicks on the same k slices plus a background
   frame around the clicked region; clicks are placed against a 2D Grow from seeds of each slice.
 """
@@ -101,6 +103,22 @@ def robot_clicks_growcut(image2d, truth2d, spacing2d, max_clicks=MAX_CLICKS):
     return clicks
 
 
+def robot_mask_f2d(image2d, truth2d, spacing2d, max_clicks=MAX_CLICKS):
+    """(clicks used, 2D mask) of the robot with the shipped f2D on one normalised slice, as in the SnC
+    protocol."""
+    from ..pipelines import _shipped_f2d
+
+    predictor = _shipped_f2d("cpu")
+    mask, clicks = np.zeros(truth2d.shape, bool), []
+    while len(clicks) < max_clicks and dice(mask, truth2d) <= STOP_DICE:
+        click = next_click(mask, truth2d)
+        if click is None:
+            break
+        clicks.append(click)
+        mask = predictor.predict(image2d, mask, clicks, spacing2d)
+    return len(clicks), mask
+
+
 def growcut_3d(image: np.ndarray, spacing, clicks_by_slice: dict) -> np.ndarray:
     seeds = np.zeros(image.shape, np.uint8)
     for z, clicks in clicks_by_slice.items():
@@ -119,12 +137,26 @@ def run_baseline(method: str, image: np.ndarray, truth: np.ndarray, spacing, ite
     """Per-iteration DSC, cumulative clicks and seconds of one baseline on one target."""
     out = {"dice": [], "clicks": [], "seconds": []}
     clicks_cache: dict = {}
+    if method == "fbs-f2d":  # f2D sees the volume normalised as in the session
+        from ..intensity import normalize
+
+        image = normalize(image)
     for k in range(1, iterations + 1):
         start = time.perf_counter()
         if method == "fbs-oracle":
             prediction, used = fbs_oracle(truth, spacing, k), 0
         elif method == "nearest-oracle":
             prediction, used = nearest_oracle(truth, spacing, k), 0
+        elif method == "fbs-f2d":
+            indices = bin_centres(truth, k)
+            for z in indices:
+                if z not in clicks_cache:
+                    clicks_cache[z] = robot_mask_f2d(image[z], truth[z], spacing[1:], max_clicks)
+            labelmap = np.zeros(truth.shape, np.uint8)
+            for z in indices:
+                labelmap[z] = clicks_cache[z][1]
+            prediction = fill_between_slices(labelmap, spacing, axis=0)
+            used = sum(clicks_cache[z][0] for z in indices)
         elif method == "growcut":
             indices = bin_centres(truth, k)
             for z in indices:

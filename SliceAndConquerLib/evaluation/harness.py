@@ -12,11 +12,14 @@ from ..pipelines import PIPELINES
 from .baselines import run_baseline
 from .robot import run_robot
 
-BASELINES = ("fbs-oracle", "nearest-oracle", "growcut")
+BASELINES = ("fbs-oracle", "nearest-oracle", "growcut", "fbs-f2d")
 
 
 def available_methods() -> list[str]:
-    return list(BASELINES) + list(PIPELINES)
+    from ..models.weights import shipped
+
+    baselines = [b for b in BASELINES if b != "fbs-f2d" or shipped("f2d")]
+    return baselines + list(PIPELINES)
 
 
 def run_method(method, image, truth, spacing, slices, max_clicks, seed) -> dict:
