@@ -70,6 +70,14 @@ def _benchmark_f2d(args):
     result["settings"]["weights"] = str(weights)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
+    if args.record:
+        from .models.weights import record_metrics
+
+        command = "snc " + " ".join(str(a) for a in args.argv)
+        record_metrics(weights, "benchmark_f2d", {k: result[k] for k in (
+            "noc85", "noc90", "fail_rate90", "dice_at", "latency_ms", "threads")} | {
+            "baseline_grabcut": {k: result["baseline"][k] for k in ("noc85", "noc90", "fail_rate90", "dice_at")},
+            "manifest": str(args.manifest), "command": command})
     base = result["baseline"]
     print(f"f2D      NoC@85 {result['noc85']:.2f}  NoC@90 {result['noc90']:.2f}  fail@90 {result['fail_rate90']:.3f}  "
           f"DSC@1/3/5 {result['dice_at']['1']:.3f}/{result['dice_at']['3']:.3f}/{result['dice_at']['5']:.3f}  "
@@ -177,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     b2d.add_argument("--limit", type=int, help="only the first N cases")
     b2d.add_argument("--threads", type=int, default=2)
     b2d.add_argument("--device", default="cpu")
+    b2d.add_argument("--record", action="store_true", help="also write the numbers into the model card")
     b2d.set_defaults(run=_benchmark_f2d)
     speed = bench_kinds.add_parser("speed", help="f2D click latency, f3D on its ROI, accept step, peak memory")
     speed.add_argument("--out", type=Path, required=True)

@@ -60,6 +60,17 @@ def write_card(weights, card: dict) -> Path:
     return path
 
 
+def record_metrics(weights, name: str, metrics: dict) -> Path:
+    """Add benchmark numbers to a model card (the checksum is re-verified, not re-made)."""
+    card = read_card(weights)
+    if card.get("sha256") != sha256(weights):
+        raise ModelFileError(f"{weights}: does not match its model card; refusing to add metrics")
+    card.setdefault("metrics", {})[name] = metrics
+    path = card_path(weights)
+    path.write_text(json.dumps(card, indent=1) + "\n")
+    return path
+
+
 def load_state(weights, verify: bool = True) -> dict:
     """The saved {"config", "state_dict"} after checking the file against its card."""
     weights = Path(weights)
