@@ -22,7 +22,8 @@ def _evaluate(args):
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     try:
-        report = evaluate(args.manifest, methods, args.slices, args.max_clicks, args.seed, args.limit)
+        report = evaluate(args.manifest, methods, args.slices, args.max_clicks, args.seed, args.limit,
+                          init_mask=args.init_mask)
     except ValueError as exc:
         if isinstance(exc, InputError):
             raise
@@ -123,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--max-clicks", type=int, default=5, help="clicks per slice at most")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--limit", type=int, help="only the first N cases")
+    evaluate.add_argument("--init-mask", choices=["degraded"], help="refinement protocol: start from a "
+                          "reproducibly degraded ground truth with a budget of 10 clicks (session methods)")
     evaluate.set_defaults(run=_evaluate)
 
     demo = commands.add_parser("demo", help="segment the sample volume with the robot user")

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 
 from SliceAndConquerLib.cli import main
 
@@ -75,3 +76,18 @@ def test_segment_replays_an_interaction_and_keeps_geometry(tmp_path, manifests):
     bad.write_text('{"slices": [{"plane": [0]}]}')
     assert main(["segment", str(image), "--clicks", str(bad), "--out", str(tmp_path / "x.nii.gz")]) == 2
     assert not (tmp_path / "x.nii.gz").exists()
+
+
+def test_refinement_protocol_starts_from_a_degraded_mask_with_a_click_budget(tmp_path, manifests):
+    from SliceAndConquerLib.evaluation.harness import degrade
+
+    out = tmp_path / "refine.json"
+    assert main(["evaluate", "--manifest", str(manifests["sample"]), "--out", str(out),
+                 "--methods", "grabcut-fbs", "--init-mask", "degraded"]) == 0
+    report = json.loads(out.read_text())
+    row = report["results"][0]
+    assert 0 < row["initial_dice"] < 1 and max(row["clicks"]) <= 10
+    assert report["settings"]["click_budget"] == 10
+    truth = np.zeros((20, 20, 20), bool)
+    truth[5:15, 5:15, 5:15] = True
+    assert np.array_equal(degrade(truth, 3), degrade(truth, 3)) and not np.array_equal(degrade(truth, 3), truth)

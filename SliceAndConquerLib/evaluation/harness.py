@@ -8,6 +8,7 @@ from tqdm import tqdm
 
 from ..data.manifest import read_manifest
 from ..imageio import read_label, read_volume
+from ..metrics import dice
 from ..pipelines import PIPELINES
 from .baselines import run_baseline
 from .robot import run_robot
@@ -22,7 +23,38 @@ def available_methods() -> list[str]:
     return baselines + list(PIPELINES)
 
 
-def run_method(method, image, truth, spacing, slices, max_clicks, seed) -> dict:
+REFINE_BUDGET = 10  # clicks in the refinement protocol (Table 3)
+
+
+def degrade(truth: np.ndarray, seed: int) -> np.ndarray:
+    """A reproducibly degraded ground truth standing in for an existing automatic result: shifted by
+    up to 2 voxels per axis, eroded or dilated by 1-2 voxels, with 3 spherical holes of radius 3."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    mask = ndimage.shift(truth, rng.integers(-2, 3, size=3), order=0)
+    steps = int(rng.integers(1, 3))
+    mask = ndimage.binary_erosion(mask, iterations=steps) if rng.random() < 0.5 else \
+        ndimage.binary_dilation(mask, iterations=steps)
+    inside = np.argwhere(mask)
+    grid = np.ogrid[tuple(slice(0, n) for n in mask.shape)]
+    for centre in inside[rng.integers(len(inside), size=3)] if len(inside) else []:
+        mask &= sum((g - c) ** 2 for g, c in zip(grid, centre)) > 9
+    return mask
+
+
+def run_method(method, image, truth, spacing, slices, max_clicks, seed, init_mask=None) -> dict:
+    if init_mask == "degraded":
+        if method in BASELINES:
+            raise ValueError(f"{method} cannot start from an existing mask")
+        from .robot import largest_error_plane
+
+        existing = degrade(truth, seed)
+        session = PIPELINES[method][0](image, spacing, existing_mask=existing)
+        run = run_robot(session, truth, iterations=REFINE_BUDGET, max_clicks=max_clicks, seed=seed,
+                        first=largest_error_plane(existing, truth), click_budget=REFINE_BUDGET)
+        start = {"initial_dice": dice(existing, truth)}
+        return {"dice": run.dice, "clicks": run.clicks, "seconds": run.seconds, **start}
     if method in BASELINES:
         return run_baseline(method, image, truth, spacing, slices, max_clicks)
     session = PIPELINES[method][0](image, spacing)
@@ -43,10 +75,13 @@ def summarize(results: list[dict]) -> dict:
             "median_seconds": round(float(statistics.median(s for r in rows for s in r["seconds"])), 4),
             "cases": len(rows),
         }
+        if all("initial_dice" in r for r in rows):
+            summary[method]["mean_initial_dice"] = round(float(np.mean([r["initial_dice"] for r in rows])), 4)
     return summary
 
 
-def evaluate(manifest, methods, slices=6, max_clicks=5, seed=0, limit=None, progress=True) -> dict:
+def evaluate(manifest, methods, slices=6, max_clicks=5, seed=0, limit=None, progress=True,
+             init_mask=None) -> dict:
     unknown = [m for m in methods if m not in available_methods()]
     if unknown:
         raise ValueError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(available_methods())}")
@@ -59,11 +94,16 @@ def evaluate(manifest, methods, slices=6, max_clicks=5, seed=0, limit=None, prog
             truth = read_label(case.label, case.value, reference=volume)
             for method in methods:
                 bar.set_postfix_str(f"{case.name} {method}")
-                out = run_method(method, volume.array, truth, volume.spacing, slices, max_clicks, seed)
-                results.append({"case": case.name, "method": method,
-                                "dice": [round(d, 5) for d in out["dice"]], "clicks": out["clicks"],
-                                "seconds": [round(s, 4) for s in out["seconds"]]})
+                out = run_method(method, volume.array, truth, volume.spacing, slices, max_clicks, seed,
+                                 init_mask)
+                row = {"case": case.name, "method": method, "dice": [round(d, 5) for d in out["dice"]],
+                       "clicks": out["clicks"], "seconds": [round(s, 4) for s in out["seconds"]]}
+                if "initial_dice" in out:
+                    row["initial_dice"] = round(out["initial_dice"], 5)
+                results.append(row)
                 bar.update()
     settings = {"manifest": str(manifest), "methods": list(methods), "slices": slices,
-                "max_clicks": max_clicks, "seed": seed, "cases": len(cases)}
+                "max_clicks": max_clicks, "seed": seed, "cases": len(cases), "init_mask": init_mask}
+    if init_mask == "degraded":
+        settings["click_budget"] = REFINE_BUDGET
     return {"settings": settings, "results": results, "summary": summarize(results)}

@@ -53,19 +53,29 @@ class RobotRun:
     planes: list = field(default_factory=list)
 
 
+def largest_error_plane(mask: np.ndarray, truth: np.ndarray) -> Plane:
+    """The slice, over all three axes, with the largest error area (refinement protocol, Sec. 5.3)."""
+    error = mask ^ truth
+    areas = [error.sum(axis=tuple(b for b in range(3) if b != a)) for a in range(3)]
+    axis = int(np.argmax([a.max() for a in areas]))
+    return Plane(axis, int(np.argmax(areas[axis])))
+
+
 def run_robot(session: Session, truth: np.ndarray, iterations: int = 6, max_clicks: int = MAX_CLICKS,
-              seed: int = 0, first: Plane | None = None) -> RobotRun:
-    """Algorithm 1 with the robot user: annotate, accept, move to the recommended plane, repeat."""
+              seed: int = 0, first: Plane | None = None, click_budget: int | None = None) -> RobotRun:
+    """Algorithm 1 with the robot user: annotate, accept, move to the recommended plane, repeat.
+    With a click budget (refinement protocol) it stops once the budget is spent."""
     rng = np.random.default_rng(seed)
     run = RobotRun()
     plane = first or first_plane(truth, rng)
     total_clicks = 0
     for _ in range(iterations):
-        if plane is None:
+        if plane is None or (click_budget is not None and total_clicks >= click_budget):
             break
         start = time.perf_counter()
         session.begin_slice(plane)
-        used, score = annotate_plane(session, truth, max_clicks)
+        allowed = max_clicks if click_budget is None else min(max_clicks, click_budget - total_clicks)
+        used, score = annotate_plane(session, truth, allowed)
         session.accept_slice(align=score > STOP_DICE)
         total_clicks += used
         run.planes.append(plane)
