@@ -170,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     f3d.add_argument("--batch", type=int, default=2)
     f3d.add_argument("--lr", type=float, default=3e-4)
     f3d.add_argument("--width", type=int, default=16, help="width when not transferred from f2D")
-    f3d.add_argument("--tau", type=float, default=0.04, help="LogitNorm temperature")
+    f3d.add_argument("--tau", type=float, default=0.1, help="LogitNorm temperature (two classes: the "
+                     "normalised logit difference is at most sqrt(2)/tau)")
     f3d.add_argument("--attention-weight", type=float, default=0.5, help="lambda of Eq. 1")
     f3d.add_argument("--no-transfer", action="store_true", help="ablation: random init instead of f2D's weights")
     f3d.add_argument("--no-mask-attention", action="store_true", help="ablation: without the mask attention module")

@@ -139,3 +139,18 @@ def test_train_f3d_command_with_transfer_and_ablations(tmp_path, flags):
     assert (card["transfer"] is None) == ("--no-transfer" in flags)
     model = load_f3d(out / "f3d.pt", "cpu").model
     assert (model.attention is None) == ("--no-mask-attention" in flags)
+
+
+def test_transferred_head_starts_as_f2d_and_trains_through_logitnorm():
+    from SliceAndConquerLib.training.losses import logit_norm, normalized_focal_loss
+
+    torch.manual_seed(0)
+    f2d = F2D(width=8)
+    f3d = F3D.from_f2d(f2d)
+    assert not f3d.body.head.weight[0].any() and torch.equal(f3d.body.head.weight[1], f2d.head.weight[0])
+    image, guidance = torch.rand(1, 2, 16, 16, 16), torch.zeros(1, 4, 16, 16, 16)
+    target = torch.zeros(1, 1, 16, 16, 16)
+    target[..., 4:12, 4:12, 4:12] = 1
+    logits, _ = f3d(image, guidance)
+    normalized_focal_loss(logit_norm(logits), target).backward()
+    assert f3d.body.head.weight.grad.abs().sum() > 0

@@ -18,7 +18,9 @@ the target (its own logits, trained with an NFL term, L_3D = L_seg + lambda L_at
 re-weights the features, x <- x * (1 + A), so the masks steer the whole decoder.
 
 Output: two-class logits (background, foreground) so that LogitNorm and the max-softmax confidence
-of the recommendation are defined; f2D's single-logit head w becomes (-w/2, +w/2).
+of the recommendation are defined; f2D's single-logit head w becomes (0, w). Not (-w/2, +w/2): with
+logits exactly opposite, LogitNorm's normalised difference sits at its maximum, where its gradient
+with respect to the logits' direction vanishes and training cannot start (seen: a flat loss).
 """
 from __future__ import annotations
 
@@ -121,9 +123,9 @@ class F3D(nn.Module):
         body.guide_conv = _widen(body.guide_conv, [0, 1, prev_mask, None])
         head = body.head
         body.head = SoftACSConv(head.in_channels, 2, 1, mean=True)
-        with torch.no_grad():
-            body.head.weight.copy_(torch.cat([-head.weight / 2, head.weight / 2]))
-            body.head.bias.copy_(torch.cat([-head.bias / 2, head.bias / 2]))
+        with torch.no_grad():  # background logit 0, foreground logit f2D's (see the module docstring)
+            body.head.weight.copy_(torch.cat([torch.zeros_like(head.weight), head.weight]))
+            body.head.bias.copy_(torch.cat([torch.zeros_like(head.bias), head.bias]))
         model.body = body
         return model
 

@@ -23,7 +23,7 @@ def normalized_focal_loss(logits, target, gamma: float = 2.0, weight=None, eps: 
     return per_sample.mean()
 
 
-def logit_norm(logits, tau: float = 0.04, eps: float = 1e-7):
+def logit_norm(logits, tau: float = 0.1, eps: float = 1e-7):
     """LogitNorm (Wei et al. 2022): logits divided by tau times their norm over classes, so training
     cannot buy confidence by growing the logits; the max-softmax confidence stays calibrated."""
     return logits / (tau * logits.norm(dim=1, keepdim=True) + eps)
