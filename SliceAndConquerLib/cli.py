@@ -17,7 +17,11 @@ def _fetch(args):
 
 
 def _evaluate(args):
+    import torch
+
     from .evaluation.harness import evaluate
+
+    torch.set_num_threads(args.threads)
     from .evaluation.report import markdown_table, write_report
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -124,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--max-clicks", type=int, default=5, help="clicks per slice at most")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--limit", type=int, help="only the first N cases")
+    evaluate.add_argument("--threads", type=int, default=2, help="CPU threads for the networks")
     evaluate.add_argument("--init-mask", choices=["degraded"], help="refinement protocol: start from a "
                           "reproducibly degraded ground truth with a budget of 10 clicks (session methods)")
     evaluate.set_defaults(run=_evaluate)
