@@ -5,7 +5,9 @@ all three axes is scored by its number of under-confident voxels and the highest
 argmin over confident counts, stated as "the slice with the most under-confident pixels"), with:
 - edge confidence enhancement: voxels within EDGE_BAND of the predicted boundary count as confident,
   so a long but correct boundary does not win on its own;
-- slices within SKIP_DISTANCE of an accepted plane of the same axis are skipped;
+- slices near an accepted plane of the same axis are skipped: within SKIP_DISTANCE slices, or within
+  SKIP_FRACTION of the 3D mask's extent along that axis when that is more (for a large organ the
+  next few slices teach f3D little that the accepted one did not);
 - only slices crossing the region f3D predicted are candidates (outside it C_t is 1).
 Defaults are named here; they are to be tuned on the training split, never on validation.
 """
@@ -19,7 +21,16 @@ from .session import Plane
 
 TAU = 0.9
 SKIP_DISTANCE = 2
+SKIP_FRACTION = 0.1
 EDGE_BAND = 1
+
+
+def skip_distances(mask: np.ndarray, minimum: int = SKIP_DISTANCE, fraction: float = SKIP_FRACTION):
+    """Per axis, how many slices on each side of an accepted plane are not recommended."""
+    box = bounding_box(mask)
+    if box is None:
+        return [minimum] * 3
+    return [max(minimum, int(round(fraction * (b.stop - b.start)))) for b in box]
 
 
 def slice_scores(confidence: np.ndarray, mask: np.ndarray, tau=TAU, edge_band=EDGE_BAND):
@@ -47,9 +58,10 @@ class ConfidenceRecommender:
         if session.confidence is None:
             return None
         scores = slice_scores(session.confidence, session.mask3d, self.tau, self.edge_band)
+        skips = skip_distances(session.mask3d, self.skip_distance)
         for entry in session.accepted:
             axis, index = entry.plane.axis, entry.plane.index
-            scores[axis][max(0, index - self.skip_distance): index + self.skip_distance + 1] = -1
+            scores[axis][max(0, index - skips[axis]): index + skips[axis] + 1] = -1
         best = max(range(3), key=lambda a: scores[a].max())
         if scores[best].max() <= 0:
             return None
@@ -69,7 +81,8 @@ class RandomRecommender:
         box = bounding_box(session.confidence < 1.0)
         if box is None:
             return None
+        skips = skip_distances(session.mask3d, self.skip_distance)
         candidates = [Plane(a, i) for a in range(3) for i in range(box[a].start, box[a].stop)
-                      if not any(e.plane.axis == a and abs(e.plane.index - i) <= self.skip_distance
+                      if not any(e.plane.axis == a and abs(e.plane.index - i) <= skips[a]
                                  for e in session.accepted)]
         return candidates[self.rng.integers(len(candidates))] if candidates else None

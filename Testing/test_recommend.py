@@ -74,3 +74,12 @@ def test_random_recommender_is_seeded_and_valid(sphere_image, toy_predictors):
         planes.append([session.recommend() for _ in range(20)])
     assert planes[0] == planes[1]
     assert all(not (p.axis == 0 and abs(p.index - 12) <= 2) for p in planes[0])
+
+
+def test_skip_distance_grows_with_the_target():
+    from SliceAndConquerLib.recommend import skip_distances
+
+    mask = np.zeros((100, 40, 40), bool)
+    mask[10:90, 15:25, 15:25] = True
+    assert skip_distances(mask) == [8, 2, 2]
+    assert skip_distances(np.zeros((5, 5, 5), bool)) == [2, 2, 2]
