@@ -65,23 +65,31 @@ class FillBetweenSlices3D:
 
 
 class GapRecommender:
-    """Without a confidence map: the plane on axis 0 halfway across the largest stretch of slices of
-    the current 3D mask's extent (plus a margin) that holds no accepted plane."""
+    """Without a confidence map: bisect the largest unannotated stretch along `axis`.
 
-    def __init__(self, axis: int = 0, margin: int = 2):
+    The stretch runs between the outermost accepted planes that hold target, extended on each side by
+    the expected depth of the target (half its largest in-plane width, the ROI rule of f3D), but never
+    past an accepted plane that holds no target (the user said the target ends there). So the planes
+    binary-search the target's extent, then fill the largest gaps."""
+
+    def __init__(self, axis: int = 0):
         self.axis = axis
-        self.margin = margin
 
     def recommend(self, session):
-        box = bounding_box(session.mask3d, margin=self.margin)
-        if box is None:
+        on_axis = [a for a in session.accepted if a.plane.axis == self.axis]
+        holding = sorted(a.plane.index for a in on_axis if a.mask.any())
+        if not holding:
             return None
-        lo, hi = box[self.axis].start, box[self.axis].stop - 1
-        taken = sorted(a.plane.index for a in session.accepted if a.plane.axis == self.axis)
-        edges = [lo - 1] + [i for i in taken if lo <= i <= hi] + [hi + 1]
-        gaps = [(b - a, a, b) for a, b in zip(edges[:-1], edges[1:])]
-        size, a, b = max(gaps)
+        spacing = session.spacing
+        widths_mm = [max((np.ptp(np.nonzero(a.mask)[d]) + 1) * s
+                         for d, s in enumerate(a.plane.spacing2d(spacing))) for a in on_axis if a.mask.any()]
+        reach = int(np.ceil(0.5 * max(widths_mm) / spacing[self.axis]))
+        empty = [a.plane.index for a in on_axis if not a.mask.any()]
+        lo = max([0, holding[0] - reach] + [i for i in empty if i < holding[0]])
+        hi = min([session.image.shape[self.axis] - 1, holding[-1] + reach] + [i for i in empty if i > holding[-1]])
+        taken = sorted({a.plane.index for a in on_axis if lo <= a.plane.index <= hi})
+        edges = ([lo - 1] if lo not in taken else []) + taken + ([hi + 1] if hi not in taken else [])
+        size, a, b = max((b - a, a, b) for a, b in zip(edges[:-1], edges[1:]))
         if size < 2:
             return None
-        # An end gap (open to the outside) is sampled near its middle too.
         return Plane(self.axis, int((a + b) // 2))

@@ -31,3 +31,19 @@ def test_robot_sees_thin_targets_without_neighbours():
     truth = np.zeros((5, 20, 20), bool)
     truth[2, 5:15, 5:15] = True
     assert first_plane(truth, np.random.default_rng(0)) == Plane(0, 2)
+
+
+def test_gap_recommender_searches_the_extent_then_fills_gaps(sphere_image, toy_predictors):
+    from SliceAndConquerLib.classic import GapRecommender
+
+    session = Session(sphere_image, (1, 1, 1), *toy_predictors, recommender=GapRecommender())
+    session.begin_slice(Plane(0, 12))
+    session.click(16, 14, True)
+    session.accept_slice()
+    first = session.recommend()
+    assert first.axis == 0 and abs(first.index - 12) >= 3      # beyond the neighbours
+    session.begin_slice(first)
+    session.accept_slice(np.zeros(sphere_image.shape[1:], bool))  # the user says: no target here
+    second = session.recommend()
+    assert second is not None and (second.index - 12) * (first.index - 12) <= 0 or \
+        abs(second.index - 12) < abs(first.index - 12)
