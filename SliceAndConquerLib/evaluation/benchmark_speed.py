@@ -15,6 +15,7 @@ import time
 import numpy as np
 import torch
 
+from ..align import align_to_accepted
 from ..models.f2d import F2D
 from ..models.f3d import F3D
 from ..models.predictor2d import Network2D, load_f2d
@@ -46,7 +47,8 @@ def synthetic_volume(shape, seed=0):
 
 
 def _session(image, f2d, f3d):
-    return Session(image, (2.0, 0.8, 0.8), f2d, f3d, ConfidenceRecommender())
+    """The snc pipeline's session: f2D, f3D, TV-L1 alignment, confidence recommendation."""
+    return Session(image, (2.0, 0.8, 0.8), f2d, f3d, ConfidenceRecommender(), postprocess=align_to_accepted)
 
 
 def _click_and_accept(session, truth, plane):

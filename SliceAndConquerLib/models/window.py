@@ -7,8 +7,10 @@ Rule (the same in the app, the benchmark and training):
 - Otherwise: the bounding box of the previous mask and every positive click, made square in
   millimetres, enlarged by CONTEXT (each side) and at least MIN_WINDOW_PX pixels wide. A positive click
   far from the current mask therefore widens the window to take in both.
-- After a prediction touches the window border (and the border is not the slice's own), the window
-  grows by GROW and the click is predicted again, at most MAX_GROWS times.
+- After a prediction touches the window border (and the border is not the slice's own), or when the
+  first positive click (no previous mask) produced a mask smaller than MIN_MASK_FRACTION of the window (a target that fills
+  the whole window shows the network no border to stop at), the window grows by GROW and the click is
+  predicted again, at most MAX_GROWS times.
 Windows are square in millimetres so thick-slice CT/MR shapes keep their proportions in the network.
 """
 from __future__ import annotations
@@ -23,6 +25,7 @@ CONTEXT = 0.4
 MIN_WINDOW_PX = 40
 GROW = 1.6
 MAX_GROWS = 2
+MIN_MASK_FRACTION = 0.02
 
 
 @dataclass(frozen=True)
