@@ -228,7 +228,8 @@ def test_other_segments_are_never_changed(nodes, toy_factory):
         assert np.array_equal(ours, expected) and (logic.session.mask3d & other).any()
 
 
-def test_oblique_view_is_refused_until_rotated_to_the_volume(nodes, logic):
+def _tilted_red_view(nodes):
+    """The Red view rotated 30 degrees out of every volume plane."""
     red = nodes.views["Red"]
     tilt = vtk.vtkTransform()
     tilt.RotateWXYZ(30, 1, 1, 0)
@@ -236,6 +237,11 @@ def test_oblique_view_is_refused_until_rotated_to_the_volume(nodes, logic):
     vtk.vtkMatrix4x4.Multiply4x4(tilt.GetMatrix(), red.GetSliceToRAS(), tilted)
     red.GetSliceToRAS().DeepCopy(tilted)
     red.UpdateMatrices()
+    return red
+
+
+def test_oblique_view_is_refused_until_rotated_to_the_volume(nodes, logic):
+    red = _tilted_red_view(nodes)
     with pytest.raises(InputError, match="oblique.*RotateToVolumePlane"):
         logic.click_ras(world(CENTRE), True, red)
     assert logic.session.plane is None and not nodes.segment(logic.segment_id).any()
@@ -519,13 +525,7 @@ def test_prune_markups_keeps_exactly_the_current_clicks(nodes, logic):
 
 
 def test_oblique_click_from_markups_names_the_view(nodes, logic):
-    red = nodes.views["Red"]
-    tilt = vtk.vtkTransform()
-    tilt.RotateWXYZ(30, 1, 1, 0)
-    tilted = vtk.vtkMatrix4x4()
-    vtk.vtkMatrix4x4.Multiply4x4(tilt.GetMatrix(), red.GetSliceToRAS(), tilted)
-    red.GetSliceToRAS().DeepCopy(tilted)
-    red.UpdateMatrices()
+    red = _tilted_red_view(nodes)
     positive = nodes.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode")
     logic.add_markups_observers(positive, None)
     red.JumpSliceByCentering(*world(CENTRE))                                 # the tilted plane holds it
