@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import statistics
 from functools import lru_cache
+
 import numpy as np
 from tqdm import tqdm
 
