@@ -15,10 +15,10 @@ import time
 
 import numpy as np
 
-from ..clicks import Click, next_click
+from ..clicks import Click
 from ..geometry import bounding_box
 from ..metrics import dice
-from .robot import MAX_CLICKS, STOP_DICE
+from .robot import MAX_CLICKS, click_until_good
 from .slicer_filters import fill_between_slices, grow_from_seeds
 
 SEED_RADIUS = 2          # voxels painted around each click as a hard seed
@@ -93,14 +93,12 @@ def growcut_slice(image2d: np.ndarray, clicks, spacing2d) -> np.ndarray:
 def robot_clicks_growcut(image2d, truth2d, spacing2d, max_clicks=MAX_CLICKS):
     """The robot's clicks on one slice against 2D Grow from seeds; stops as in the SnC protocol."""
     clicks: list[Click] = []
-    prediction = np.zeros(truth2d.shape, bool)
-    while len(clicks) < max_clicks and dice(prediction, truth2d) <= STOP_DICE:
-        click = next_click(prediction, truth2d)
-        if click is None:
-            break
+
+    def add(click, mask):
         clicks.append(click)
-        prediction = growcut_slice(image2d, clicks, spacing2d)
-    return clicks
+        return growcut_slice(image2d, clicks, spacing2d)
+
+    return click_until_good(add, truth2d, np.zeros(truth2d.shape, bool), max_clicks)[0]
 
 
 def robot_mask_f2d(image2d, truth2d, spacing2d, max_clicks=MAX_CLICKS):
@@ -108,15 +106,14 @@ def robot_mask_f2d(image2d, truth2d, spacing2d, max_clicks=MAX_CLICKS):
     protocol."""
     from ..pipelines import _shipped_f2d
 
-    predictor = _shipped_f2d("cpu")
-    mask, clicks = np.zeros(truth2d.shape, bool), []
-    while len(clicks) < max_clicks and dice(mask, truth2d) <= STOP_DICE:
-        click = next_click(mask, truth2d)
-        if click is None:
-            break
+    predictor, clicks = _shipped_f2d("cpu"), []
+
+    def add(click, mask):
         clicks.append(click)
-        mask = predictor.predict(image2d, mask, clicks, spacing2d)
-    return len(clicks), mask
+        return predictor.predict(image2d, mask, clicks, spacing2d)
+
+    used, mask = click_until_good(add, truth2d, np.zeros(truth2d.shape, bool), max_clicks)
+    return len(used), mask
 
 
 def growcut_3d(image: np.ndarray, spacing, clicks_by_slice: dict) -> np.ndarray:

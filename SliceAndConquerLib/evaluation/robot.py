@@ -28,21 +28,27 @@ def first_plane(truth: np.ndarray, rng: np.random.Generator, axis: int = 0) -> P
     return Plane(axis, int(rng.choice(neighbours)) if neighbours else best)
 
 
-def annotate_plane(session: Session, truth: np.ndarray, max_clicks: int = MAX_CLICKS,
-                   stop_dice: float = STOP_DICE) -> tuple[int, float]:
-    """Click on the session's current plane until the slice DSC exceeds `stop_dice` or `max_clicks`
-    were used. Returns (clicks used, final slice DSC)."""
-    target = session.plane.of(truth)
-    score = dice(session.mask2d, target)
-    used = 0
-    while used < max_clicks and score <= stop_dice:
-        click = next_click(session.mask2d, target)
+def click_until_good(add_click, truth2d: np.ndarray, start: np.ndarray, max_clicks: int = MAX_CLICKS,
+                     stop_dice: float = STOP_DICE):
+    """The robot's 2D stage: click at the largest error until the slice DSC exceeds `stop_dice` or
+    `max_clicks` were used. `add_click(click, mask)` returns the new 2D mask. Returns (clicks, mask)."""
+    clicks, mask = [], start
+    while len(clicks) < max_clicks and dice(mask, truth2d) <= stop_dice:
+        click = next_click(mask, truth2d)
         if click is None:
             break
-        session.click(click.row, click.col, click.positive)
-        used += 1
-        score = dice(session.mask2d, target)
-    return used, score
+        clicks.append(click)
+        mask = add_click(click, mask)
+    return clicks, mask
+
+
+def annotate_plane(session: Session, truth: np.ndarray, max_clicks: int = MAX_CLICKS,
+                   stop_dice: float = STOP_DICE) -> tuple[int, float]:
+    """The robot's 2D stage on the session's current plane. Returns (clicks used, final slice DSC)."""
+    target = session.plane.of(truth)
+    clicks, mask = click_until_good(lambda c, _: session.click(c.row, c.col, c.positive), target,
+                                    session.mask2d, max_clicks, stop_dice)
+    return len(clicks), dice(mask, target)
 
 
 @dataclass

@@ -103,31 +103,30 @@ class MaskAttention(nn.Module):
 
 
 class F3D(nn.Module):
-    def __init__(self, width: int = 16, mask_attention: bool = True):
+    def __init__(self, width: int = 16, mask_attention: bool = True, f2d: F2D | None = None):
+        """A fresh f3D, or with `f2d` the transfer of Sec. 3.2 (its weights in every layer)."""
         super().__init__()
-        self.body = convert_to_3d(F2D(width))
-        self.body.image_conv = _widen(self.body.image_conv, [0, None])
-        self.body.guide_conv = _widen(self.body.guide_conv, [0, 1, 2, None])
-        self.body.head = SoftACSConv(width, 2, 1, mean=True)
-        self.attention = MaskAttention(2 * width) if mask_attention else None
+        source = f2d if f2d is not None else F2D(width)
+        body = convert_to_3d(source)
+        prev_mask = 2  # f2D guidance channels: positive, negative, previous mask
+        body.image_conv = _widen(body.image_conv, [0, None])
+        head = body.head
+        if f2d is not None:
+            with torch.no_grad():  # M_{t-1} enters the image path with f2D's previous-mask weights
+                body.image_conv.weight[:, 1] = body.guide_conv.weight[:, prev_mask]
+        body.guide_conv = _widen(body.guide_conv, [0, 1, prev_mask, None])
+        body.head = SoftACSConv(head.in_channels, 2, 1, mean=True)
+        if f2d is not None:
+            with torch.no_grad():  # background logit 0, foreground logit f2D's (see the module docstring)
+                body.head.weight.copy_(torch.cat([torch.zeros_like(head.weight), head.weight]))
+                body.head.bias.copy_(torch.cat([torch.zeros_like(head.bias), head.bias]))
+        self.body = body
+        self.attention = MaskAttention(2 * head.in_channels) if mask_attention else None
 
     @classmethod
     def from_f2d(cls, f2d: F2D, mask_attention: bool = True) -> "F3D":
         """f3D initialised from trained f2D weights (the transfer of Sec. 3.2)."""
-        model = cls(f2d.image_conv.out_channels, mask_attention)
-        body = convert_to_3d(f2d)
-        prev_mask = 2  # f2D guidance channels: positive, negative, previous mask
-        body.image_conv = _widen(body.image_conv, [0, None])
-        with torch.no_grad():  # M_{t-1} enters through the image path with f2D's previous-mask weights
-            body.image_conv.weight[:, 1] = body.guide_conv.weight[:, prev_mask]
-        body.guide_conv = _widen(body.guide_conv, [0, 1, prev_mask, None])
-        head = body.head
-        body.head = SoftACSConv(head.in_channels, 2, 1, mean=True)
-        with torch.no_grad():  # background logit 0, foreground logit f2D's (see the module docstring)
-            body.head.weight.copy_(torch.cat([torch.zeros_like(head.weight), head.weight]))
-            body.head.bias.copy_(torch.cat([torch.zeros_like(head.bias), head.bias]))
-        model.body = body
-        return model
+        return cls(f2d.image_conv.out_channels, mask_attention, f2d)
 
     def forward(self, image, guidance):
         """image [B, 2, D, H, W]; guidance [B, 4, D, H, W]. Returns (logits [B, 2, D, H, W],
