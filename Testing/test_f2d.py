@@ -163,11 +163,19 @@ def test_train_command_resumes_and_writes_a_model_card(tmp_path):
     load_f2d(tmp_path / "run" / "f2d.pt")  # checksum matches
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def test_distributed_training_with_two_gloo_processes(tmp_path):
     manifest = _tiny_manifest(tmp_path)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
          "-m", "SliceAndConquerLib", "train", "f2d", "--manifest", str(manifest), "--out", str(tmp_path / "ddp"),
          "--steps", "2", "--batch", "2", "--width", "8", "--threads", "1"],
         capture_output=True, text=True, env=env, timeout=300)
