@@ -64,6 +64,17 @@ class FillBetweenSlices3D:
         return Prediction3D(fill_between_slices(labelmap, spacing, axis=axis))
 
 
+class ShapePrior3D:
+    """The shape prior of the accepted planes (signed distances interpolated between planes and
+    rounded off beyond them, `shape_prior`); works with planes on any mix of axes."""
+    name = "shape-prior"
+
+    def predict(self, image, spacing, previous, accepted):
+        from .shape_prior import prior_mask
+
+        return Prediction3D(prior_mask(accepted, image.shape, spacing))
+
+
 class GapRecommender:
     """Without a confidence map: bisect the largest unannotated stretch along `axis`.
 
@@ -93,3 +104,51 @@ class GapRecommender:
         if size < 2:
             return None
         return Plane(self.axis, int((a + b) // 2))
+
+
+class CrossRecommender:
+    """Without a confidence map, on all three axes: first the planes orthogonal to the first accepted
+    one, through its mask's centre (each shows the target's extent along the first plane's normal),
+    then the middle of the largest unannotated stretch, in millimetres, of the target's known extent
+    on any axis. The known extent is where the accepted masks reach, but never past an accepted plane
+    that holds no target."""
+
+    def recommend(self, session):
+        holding = [a for a in session.accepted if a.mask.any()]
+        if not holding:
+            return None
+        first = holding[0]
+        axes_done = {a.plane.axis for a in session.accepted}
+        if len(axes_done) < 3:
+            in_plane = [a for a in range(3) if a != first.plane.axis]
+            centre = dict(zip(in_plane, (float(np.mean(c)) for c in np.nonzero(first.mask))))
+            axis = next(a for a in in_plane if a not in axes_done)
+            return Plane(axis, int(round(centre[axis])))
+        best = None
+        for axis in range(3):
+            on_axis = sorted({a.plane.index for a in session.accepted if a.plane.axis == axis})
+            empty = [a.plane.index for a in session.accepted if a.plane.axis == axis and not a.mask.any()]
+            lo, hi = _known_extent(holding, axis)
+            lo = max([lo] + [i for i in empty if i < lo])
+            hi = min([hi] + [i for i in empty if i > hi])
+            taken = [i for i in on_axis if lo <= i <= hi]
+            edges = ([lo - 1] if lo not in taken else []) + taken + ([hi + 1] if hi not in taken else [])
+            for a, b in zip(edges[:-1], edges[1:]):
+                gap = ((b - a) * session.spacing[axis], b - a, axis, (a + b) // 2)
+                best = max(best, gap) if best else gap
+        if best is None or best[1] < 2:
+            return None
+        return Plane(best[2], int(best[3]))
+
+
+def _known_extent(holding, axis):
+    """(first, last) index along `axis` that the accepted masks with target reach."""
+    reach = []
+    for entry in holding:
+        if entry.plane.axis == axis:
+            reach.append(entry.plane.index)
+            continue
+        in_plane = [a for a in range(3) if a != entry.plane.axis]
+        present = np.nonzero(entry.mask)[in_plane.index(axis)]
+        reach += [int(present.min()), int(present.max())]
+    return min(reach), max(reach)

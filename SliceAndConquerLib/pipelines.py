@@ -56,6 +56,13 @@ def f2d_fbs_session(image, spacing, existing_mask=None, device="auto") -> Sessio
                    existing_mask=existing_mask)
 
 
+def f2d_prior_session(image, spacing, existing_mask=None, device="auto") -> Session:
+    from .classic import CrossRecommender, ShapePrior3D
+
+    return Session(image, spacing, _shipped_f2d(device), ShapePrior3D(), CrossRecommender(),
+                   existing_mask=existing_mask)
+
+
 # name -> (factory(image, spacing, existing_mask=None) -> Session, description)
 PIPELINES: dict[str, tuple[Callable, str]] = {
     "grabcut-fbs": (classic_session, "BASELINE: OpenCV GrabCut per click + Slicer's Fill between slices "
@@ -64,6 +71,8 @@ PIPELINES: dict[str, tuple[Callable, str]] = {
 if shipped("f2d") is not None:
     PIPELINES["f2d-fbs"] = (f2d_fbs_session, "trained f2D per click + Slicer's Fill between slices, "
                                              "next slice by extent search and gap bisection")
+    PIPELINES["f2d-prior"] = (f2d_prior_session, "trained f2D per click + the shape prior (signed "
+                                                 "distances interpolated between accepted planes)")
 
 if shipped("f2d") is not None and shipped("f3d") is not None:
     PIPELINES["snc"] = (snc_session, "trained f2D per click + trained f3D per accepted slice, "
@@ -71,10 +80,10 @@ if shipped("f2d") is not None and shipped("f3d") is not None:
     PIPELINES["snc-nopost"] = (snc_nopost_session, "snc without the TV-L1 alignment (ablation)")
     PIPELINES["snc-random-next"] = (snc_random_next_session, "snc with a random valid next slice (ablation)")
 
-# Measured on the validation manifest (README, Benchmarks): with today's f3D (45 CPU minutes of
-# training) snc leads after one slice but f2d-fbs leads from the third on, so f2d-fbs is the
-# default; snc stays available by name. Revisit when f3D is trained longer.
-PREFERENCE = ("f2d-fbs", "snc", "grabcut-fbs")
+# Measured on the validation manifest (README, Benchmarks): f2d-prior leads f2d-fbs at every
+# iteration (0.45 vs 0.10 after one slice, 0.71 vs 0.67 after six); snc is below both with today's
+# f3D, so f2d-prior is the default and snc stays available by name.
+PREFERENCE = ("f2d-prior", "f2d-fbs", "snc", "grabcut-fbs")
 
 
 def best_pipeline() -> tuple[str, Callable, str]:

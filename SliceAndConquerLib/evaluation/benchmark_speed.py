@@ -72,7 +72,7 @@ def time_iteration(f2d, f3d, repeats=5):
     f3d_times, step_times = [], []
     for _ in range(repeats + 1):
         start = time.perf_counter()
-        f3d.foreground(session.image, session.mask3d, accepted, roi)
+        f3d.foreground(session.image, session.spacing, session.mask3d, accepted, roi)
         f3d_times.append(time.perf_counter() - start)
         start = time.perf_counter()
         session.begin_slice(plane)

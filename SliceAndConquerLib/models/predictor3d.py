@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ..session import Prediction3D, guidance_volumes
+from ..shape_prior import shape_prior
 from .f3d import F3D
 from .roi import ROI, roi_for
 from .weights import load_state, pick_device
@@ -29,10 +30,18 @@ def to_grid(volume: torch.Tensor, grid, thin: bool = False) -> torch.Tensor:
     return F.adaptive_max_pool3d(volume, tuple(grid))
 
 
-def roi_inputs(image, previous, accepted, roi: ROI):
+def previous_input(spacing, previous, accepted, box) -> np.ndarray:
+    """f3D's M_{t-1} input on `box`: the shape prior of the accepted planes where it has support, the
+    previous 3D result (or existing mask) elsewhere (see shape_prior)."""
+    distance, support = shape_prior(accepted, previous.shape, spacing, box)
+    return np.where(support, distance > 0, previous[box])
+
+
+def roi_inputs(image, spacing, previous, accepted, roi: ROI):
     """Network inputs on the working grid: image path [1, 2, *grid] and guidance [1, 4, *grid]."""
     as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, np.float32))[None]  # noqa: E731
-    image_path = as_tensor(np.stack([image[roi.box], previous[roi.box].astype(np.float32)]))
+    prior = previous_input(spacing, previous, accepted, roi.box)
+    image_path = as_tensor(np.stack([image[roi.box], prior.astype(np.float32)]))
     guidance = as_tensor(guidance_volumes(accepted, image.shape, roi.box))
     return to_grid(image_path, roi.grid), to_grid(guidance, roi.grid, thin=True)
 
@@ -46,9 +55,9 @@ class Network3D:
         self.model = model.to(self.device).eval()
 
     @torch.inference_mode()
-    def foreground(self, image, previous, accepted, roi: ROI) -> np.ndarray:
+    def foreground(self, image, spacing, previous, accepted, roi: ROI) -> np.ndarray:
         """Foreground probability on the ROI at the volume's resolution."""
-        image_path, guidance = roi_inputs(image, previous, accepted, roi)
+        image_path, guidance = roi_inputs(image, spacing, previous, accepted, roi)
         logits, _ = self.model(image_path.to(self.device), guidance.to(self.device))
         probability = torch.softmax(logits.float(), dim=1)[:, 1:]
         return F.interpolate(probability.cpu(), size=roi.shape, mode="trilinear", align_corners=False)[0, 0].numpy()
@@ -57,7 +66,7 @@ class Network3D:
         roi = roi_for(image.shape, spacing, previous, accepted)
         if roi is None:
             return Prediction3D(np.zeros(image.shape, bool), None)
-        probability = self.foreground(image, previous, accepted, roi)
+        probability = self.foreground(image, spacing, previous, accepted, roi)
         mask = previous.copy()
         mask[roi.box] = probability > 0.5
         # Outside the ROI nothing was predicted: counted as confident, so never recommended.

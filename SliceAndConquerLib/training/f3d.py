@@ -3,7 +3,9 @@
 Per sample: a training target; 1..6 accepted planes on random axes (1..3 after the learning-rate
 restart: the curriculum on the number of mask inputs), each with either its ground-truth mask and an
 interior click or a real f2D prediction from robot clicks; a previous 3D mask that is empty or a
-corrupted ground truth; the ROI and working grid of the app (grid size varied for robustness).
+corrupted ground truth; the ROI and working grid of the app (grid size varied for robustness). As in
+the app, the M_{t-1} input is the shape prior of the accepted planes inside its support and the
+previous mask outside it (models.predictor3d.previous_input), so f3D learns to correct the prior.
 Loss: NFL on LogitNorm-ed two-class logits + lambda * NFL on the mask attention logits (Eq. 1).
 """
 from __future__ import annotations
@@ -76,7 +78,7 @@ def make_sample(volumes: TrainingVolumes, f2d, rng, curriculum: bool):
         roi = roi_for(image.shape, spacing, previous, accepted, int(rng.choice(GRID_SIZES)))
         if roi is None:
             continue
-        image_path, guidance = roi_inputs(image, previous, accepted, roi)
+        image_path, guidance = roi_inputs(image, spacing, previous, accepted, roi)
         goal = to_grid(torch.from_numpy(truth[roi.box].astype(np.float32))[None, None], roi.grid) > 0.5
         if rng.random() < 0.5:  # flips keep every plane a plane
             dims = [2 + int(d) for d in np.flatnonzero(rng.random(3) < 0.5)]
@@ -133,6 +135,8 @@ def train(args) -> Path:
         "recipe": {"loss": f"NFL(LogitNorm tau={args.tau}) + {args.attention_weight} * NFL(attention)",
                    "optimizer": "AdamW", "lr": args.lr, "batch": args.batch, "seed": args.seed,
                    "schedule": f"cosine, warm restart at {RESTART_AT:.2f} of the run; 1..6 accepted planes, "
-                               "1..3 after it", "grids": list(GRID_SIZES)},
+                               "1..3 after it", "grids": list(GRID_SIZES),
+                   "previous_input": "shape prior of the accepted planes inside its support, previous "
+                                     "mask (40% corrupted ground truth, else empty) outside"},
     })
     return run(args, job, device, ddp)

@@ -1,0 +1,89 @@
+import numpy as np
+
+from SliceAndConquerLib.classic import ShapePrior3D
+from SliceAndConquerLib.metrics import dice
+from SliceAndConquerLib.models.predictor3d import previous_input
+from SliceAndConquerLib.session import AcceptedSlice, Plane
+from SliceAndConquerLib.shape_prior import prior_mask, shape_prior
+
+from conftest import make_sphere
+
+
+def _accept(truth, axis, index):
+    plane = Plane(axis, index)
+    return AcceptedSlice(plane, (), plane.of(truth).copy())
+
+
+def _radius_mm(mask2d):
+    return np.sqrt(mask2d.sum() / np.pi)
+
+
+def test_one_plane_becomes_a_ball():
+    ball = make_sphere((40, 40, 40), radius=10)
+    prior = prior_mask([_accept(ball, 0, 20)], ball.shape, (1, 1, 1))
+    assert dice(prior, ball) > 0.9
+    assert not prior[:9].any() and not prior[32:].any()  # it closes about one radius away
+
+
+def test_interpolates_between_planes_of_different_size():
+    shape = (21, 40, 40)
+    yy, xx = np.ogrid[:40, :40]
+    truth = np.zeros(shape, bool)
+    for z in range(21):  # a cone: radius 6 at z=0 growing to 16 at z=20
+        truth[z] = (yy - 20) ** 2 + (xx - 20) ** 2 <= (6 + z / 2) ** 2
+    prior = prior_mask([_accept(truth, 0, 0), _accept(truth, 0, 20)], shape, (1, 1, 1))
+    assert abs(_radius_mm(prior[10]) - 11) < 1
+    assert dice(prior[1:20], truth[1:20]) > 0.95
+
+
+def test_empty_plane_closes_the_shape():
+    ball = make_sphere((40, 40, 40), radius=12)
+    accepted = [_accept(ball, 0, 20), AcceptedSlice(Plane(0, 26), (), np.zeros((40, 40), bool))]
+    prior = prior_mask(accepted, ball.shape, (1, 1, 1))
+    assert prior[20].sum() == ball[20].sum()
+    assert not prior[26:].any()
+    assert 0 < prior[22].sum() < prior[20].sum()
+
+
+def test_spacing_is_respected_along_the_normal():
+    ball = make_sphere((20, 40, 40), radius=10, spacing=(2.0, 1.0, 1.0))
+    prior = prior_mask([_accept(ball, 0, 10)], ball.shape, (2.0, 1.0, 1.0))
+    assert dice(prior, ball) > 0.85
+
+
+def test_planes_on_two_axes_and_support():
+    ball = make_sphere((40, 40, 40), radius=10)
+    accepted = [_accept(ball, 0, 20), _accept(ball, 2, 20)]
+    distance, support = shape_prior(accepted, ball.shape, (1, 1, 1))
+    assert ((distance > 0) >= ball).mean() > 0.99  # both planes' shapes are inside
+    assert support[20].all() and support[:, :, 20].all()
+    assert not support[0, 0, 0]  # farther than one radius from both planes
+
+
+def test_box_equals_the_cropped_volume():
+    ball = make_sphere((30, 36, 32), radius=9)
+    accepted = [_accept(ball, 0, 12), _accept(ball, 0, 18), _accept(ball, 1, 18)]
+    box = (slice(5, 25), slice(8, 30), slice(3, 29))
+    full, full_support = shape_prior(accepted, ball.shape, (1.0, 1.5, 1.0))
+    part, part_support = shape_prior(accepted, ball.shape, (1.0, 1.5, 1.0), box)
+    np.testing.assert_allclose(part, full[box], atol=1e-4)
+    np.testing.assert_array_equal(part_support, full_support[box])
+
+
+def test_previous_mask_is_kept_outside_the_support():
+    ball = make_sphere((40, 40, 40), radius=10)
+    existing = np.zeros(ball.shape, bool)
+    existing[2:5, 2:5, 2:5] = True  # far from the accepted plane: not the prior's business
+    existing[20, 2:5, 2:5] = True   # on the accepted plane: the plane decides
+    box = tuple(slice(0, n) for n in ball.shape)
+    given = previous_input((1, 1, 1), existing, [_accept(ball, 0, 20)], box)
+    assert given[2:5, 2:5, 2:5].all()
+    assert not given[20, 2:5, 2:5].any()
+    np.testing.assert_array_equal(given[20], ball[20])
+
+
+def test_shape_prior_predictor_on_three_planes():
+    ball = make_sphere((40, 40, 40), radius=12)
+    accepted = [_accept(ball, 0, 14), _accept(ball, 0, 26), _accept(ball, 1, 20)]
+    result = ShapePrior3D().predict(ball.astype(np.float32), (1, 1, 1), np.zeros_like(ball), accepted)
+    assert dice(result.mask, ball) > 0.85  # the off-centre planes overshoot a little beyond 14 and 26
