@@ -87,3 +87,20 @@ def test_shape_prior_predictor_on_three_planes():
     accepted = [_accept(ball, 0, 14), _accept(ball, 0, 26), _accept(ball, 1, 20)]
     result = ShapePrior3D().predict(ball.astype(np.float32), (1, 1, 1), np.zeros_like(ball), accepted)
     assert dice(result.mask, ball) > 0.85  # the off-centre planes overshoot a little beyond 14 and 26
+
+
+def test_cross_recommender_visits_all_axes_then_the_largest_gap(toy_predictors):
+    from SliceAndConquerLib.classic import CrossRecommender
+    from SliceAndConquerLib.session import Session
+
+    ball = make_sphere((40, 40, 40), centre=(20, 18, 22), radius=12)
+    session = Session(ball.astype(np.float32), (1, 1, 1), toy_predictors[0], ShapePrior3D(), CrossRecommender())
+    planes = [Plane(0, 20)]
+    for _ in range(4):
+        session.begin_slice(planes[-1])
+        session.accept_slice(planes[-1].of(ball))
+        planes.append(session.recommend())
+    assert planes[1:3] == [Plane(1, 18), Plane(2, 22)]
+    # then the middle of a largest stretch: between the centre plane and the end of the ball (radius 12)
+    centre = (20, 18, 22)
+    assert all(abs(p.index - centre[p.axis]) in (6, 7) for p in planes[3:5]) and planes[4] != planes[3]
