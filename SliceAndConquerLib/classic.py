@@ -66,13 +66,14 @@ class FillBetweenSlices3D:
 
 class ShapePrior3D:
     """The shape prior of the accepted planes (signed distances interpolated between planes and
-    rounded off beyond them, `shape_prior`); works with planes on any mix of axes."""
+    rounded off beyond them, `shape_prior`) where it has support, the previous mask elsewhere; works
+    with planes on any mix of axes."""
     name = "shape-prior"
 
     def predict(self, image, spacing, previous, accepted):
-        from .shape_prior import prior_mask
+        from .shape_prior import prior_or_previous
 
-        return Prediction3D(prior_mask(accepted, image.shape, spacing))
+        return Prediction3D(prior_or_previous(accepted, spacing, previous))
 
 
 class GapRecommender:

@@ -100,3 +100,11 @@ def shape_prior(accepted, shape, spacing, box=None) -> tuple[np.ndarray, np.ndar
 
 def prior_mask(accepted, shape, spacing, box=None) -> np.ndarray:
     return shape_prior(accepted, shape, spacing, box)[0] > 0
+
+
+def prior_or_previous(accepted, spacing, previous: np.ndarray, box=None) -> np.ndarray:
+    """On `box`: the prior where it has support, the previous 3D result (or an existing mask)
+    elsewhere, so that work far from every accepted plane is kept."""
+    box = tuple(slice(0, n) for n in previous.shape) if box is None else box
+    distance, support = shape_prior(accepted, previous.shape, spacing, box)
+    return np.where(support, distance > 0, previous[box])

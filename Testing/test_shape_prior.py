@@ -2,9 +2,8 @@ import numpy as np
 
 from SliceAndConquerLib.classic import ShapePrior3D
 from SliceAndConquerLib.metrics import dice
-from SliceAndConquerLib.models.predictor3d import previous_input
 from SliceAndConquerLib.session import AcceptedSlice, Plane
-from SliceAndConquerLib.shape_prior import prior_mask, shape_prior
+from SliceAndConquerLib.shape_prior import prior_mask, prior_or_previous, shape_prior
 
 from conftest import make_sphere
 
@@ -75,8 +74,7 @@ def test_previous_mask_is_kept_outside_the_support():
     existing = np.zeros(ball.shape, bool)
     existing[2:5, 2:5, 2:5] = True  # far from the accepted plane: not the prior's business
     existing[20, 2:5, 2:5] = True   # on the accepted plane: the plane decides
-    box = tuple(slice(0, n) for n in ball.shape)
-    given = previous_input((1, 1, 1), existing, [_accept(ball, 0, 20)], box)
+    given = prior_or_previous([_accept(ball, 0, 20)], (1, 1, 1), existing)
     assert given[2:5, 2:5, 2:5].all()
     assert not given[20, 2:5, 2:5].any()
     np.testing.assert_array_equal(given[20], ball[20])

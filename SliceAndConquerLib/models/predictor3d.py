@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ..session import Prediction3D, guidance_volumes
-from ..shape_prior import shape_prior
+from ..shape_prior import prior_or_previous
 from .f3d import F3D
 from .roi import ROI, roi_for
 from .weights import load_state, pick_device
@@ -30,17 +30,10 @@ def to_grid(volume: torch.Tensor, grid, thin: bool = False) -> torch.Tensor:
     return F.adaptive_max_pool3d(volume, tuple(grid))
 
 
-def previous_input(spacing, previous, accepted, box) -> np.ndarray:
-    """f3D's M_{t-1} input on `box`: the shape prior of the accepted planes where it has support, the
-    previous 3D result (or existing mask) elsewhere (see shape_prior)."""
-    distance, support = shape_prior(accepted, previous.shape, spacing, box)
-    return np.where(support, distance > 0, previous[box])
-
-
 def roi_inputs(image, spacing, previous, accepted, roi: ROI):
     """Network inputs on the working grid: image path [1, 2, *grid] and guidance [1, 4, *grid]."""
     as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, np.float32))[None]  # noqa: E731
-    prior = previous_input(spacing, previous, accepted, roi.box)
+    prior = prior_or_previous(accepted, spacing, previous, roi.box)  # f3D's M_{t-1} input
     image_path = as_tensor(np.stack([image[roi.box], prior.astype(np.float32)]))
     guidance = as_tensor(guidance_volumes(accepted, image.shape, roi.box))
     return to_grid(image_path, roi.grid), to_grid(guidance, roi.grid, thin=True)
