@@ -67,13 +67,19 @@ class FillBetweenSlices3D:
 class ShapePrior3D:
     """The shape prior of the accepted planes (signed distances interpolated between planes and
     rounded off beyond them, `shape_prior`) where it has support, the previous mask elsewhere; works
-    with planes on any mix of axes."""
+    with planes on any mix of axes. Only the accepted masks' region of interest (f3D's ROI rule) is
+    computed: the prior is never positive outside it."""
     name = "shape-prior"
 
     def predict(self, image, spacing, previous, accepted):
+        from .models.roi import roi_for
         from .shape_prior import prior_or_previous
 
-        return Prediction3D(prior_or_previous(accepted, spacing, previous))
+        roi = roi_for(image.shape, spacing, np.zeros((1, 1, 1), bool), accepted)
+        mask = np.array(previous, bool)
+        if roi is not None:
+            mask[roi.box] = prior_or_previous(accepted, spacing, mask, roi.box)
+        return Prediction3D(mask)
 
 
 class GapRecommender:
