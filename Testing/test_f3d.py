@@ -93,6 +93,23 @@ def test_roi_rule_reaches_along_the_normal_and_keeps_tiny_targets_wide():
     assert max(roi.grid) <= 64 and all(g % 16 == 0 for g in roi.grid)
 
 
+def test_previous_mask_input_is_the_shape_prior_near_accepted_planes():
+    from SliceAndConquerLib.models.predictor3d import roi_inputs
+    from SliceAndConquerLib.shape_prior import prior_or_previous
+
+    shape, spacing = (40, 48, 48), (1.0, 1.0, 1.0)
+    truth = make_sphere(shape, centre=(20, 24, 24), radius=10)
+    stale = np.zeros(shape, bool)
+    stale[20, 5:10, 5:10] = True  # an old result on the accepted plane, outside its mask
+    accepted = [AcceptedSlice(Plane(0, 20), (Click(24, 24, True),), truth[20])]
+    roi = roi_for(shape, spacing, stale, accepted)
+    image_path, _ = roi_inputs(np.zeros(shape, np.float32), spacing, stale, accepted, roi)
+    expected = prior_or_previous(accepted, spacing, stale, roi.box).astype(np.float32)
+    grid = to_grid(torch.from_numpy(expected)[None, None], roi.grid)
+    assert torch.allclose(image_path[:, 1:], grid)
+    assert not expected[20 - roi.box[0].start, 5 - roi.box[1].start, 5 - roi.box[2].start]
+
+
 def test_thin_planes_survive_the_working_grid():
     volume = torch.zeros(1, 1, 90, 90, 90)
     volume[0, 0, 45] = 1
