@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from ..session import Prediction3D, guidance_volumes
 from ..shape_prior import prior_or_previous
+from ..training.losses import LOGIT_NORM_TAU, logit_norm
 from .f3d import F3D
 from .roi import ROI, roi_for
 from .weights import load_state, pick_device
@@ -16,7 +17,7 @@ def load_f3d(weights, device: str = "auto") -> "Network3D":
     saved = load_state(weights)
     model = F3D(**saved["config"].get("arch", {}))
     model.load_state_dict(saved["state_dict"])
-    return Network3D(model, device)
+    return Network3D(model, device, saved["config"].get("tau", LOGIT_NORM_TAU))
 
 
 def to_grid(volume: torch.Tensor, grid, thin: bool = False) -> torch.Tensor:
@@ -43,16 +44,17 @@ class Network3D:
     """Predictor3D backed by an F3D network."""
     name = "f3d"
 
-    def __init__(self, model: F3D, device: str = "auto"):
+    def __init__(self, model: F3D, device: str = "auto", tau: float = LOGIT_NORM_TAU):
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
+        self.tau = tau  # LogitNorm temperature of training: confidence is calibrated on logit_norm(logits)
 
     @torch.inference_mode()
     def foreground(self, image, spacing, previous, accepted, roi: ROI) -> np.ndarray:
         """Foreground probability on the ROI at the volume's resolution."""
         image_path, guidance = roi_inputs(image, spacing, previous, accepted, roi)
         logits, _ = self.model(image_path.to(self.device), guidance.to(self.device))
-        probability = torch.softmax(logits.float(), dim=1)[:, 1:]
+        probability = torch.softmax(logit_norm(logits.float(), self.tau), dim=1)[:, 1:]
         return F.interpolate(probability.cpu(), size=roi.shape, mode="trilinear", align_corners=False)[0, 0].numpy()
 
     def predict(self, image, spacing, previous, accepted) -> Prediction3D:

@@ -126,7 +126,7 @@ def train(args) -> Path:
         streams["rng"] = np.random.default_rng([seed, at_step])
 
     arch = {"width": args.width, "mask_attention": not args.no_mask_attention}
-    job = Job("f3d", model, {"arch": arch, "grid": GRID}, step, reseed, {
+    job = Job("f3d", model, {"arch": arch, "grid": GRID, "tau": args.tau}, step, reseed, {
         "architecture": f"F3D(width={args.width}, mask_attention={not args.no_mask_attention}): f2D with "
                         "Mean-ACS convolutions, guidance path, mask attention, two-class LogitNorm head",
         "transfer": None if (args.no_transfer or not args.init_2d) else str(args.init_2d),
