@@ -79,6 +79,24 @@ def test_roi_paste_leaves_voxels_outside_the_box_untouched():
     assert result.confidence.shape == shape and (result.confidence[outside] == 1).all()
 
 
+def test_confidence_is_calibrated_on_normalised_logits():
+    """A LogitNorm-trained model keeps its raw logits small: (0.1, 0.3) is a decisive foreground vote
+    (the normalised difference is large), although its raw softmax is only 0.55."""
+    class SmallLogits(torch.nn.Module):
+        def forward(self, image, guidance):
+            logits = torch.ones_like(image[:, :1]) * torch.tensor([0.1, 0.3]).view(1, 2, 1, 1, 1)
+            return logits, None
+
+    shape, spacing = (32, 32, 32), (1.0, 1.0, 1.0)
+    truth = make_sphere(shape, radius=8)
+    accepted = [AcceptedSlice(Plane(0, 16), (), truth[16])]
+    result = Network3D(SmallLogits(), "cpu", tau=0.1).predict(np.zeros(shape, np.float32), spacing,
+                                                             np.zeros(shape, bool), accepted)
+    roi = roi_for(shape, spacing, np.zeros(shape, bool), accepted)
+    assert result.mask[roi.box].all()
+    assert result.confidence[roi.box].min() > 0.99
+
+
 def test_roi_rule_reaches_along_the_normal_and_keeps_tiny_targets_wide():
     shape, spacing = (100, 100, 100), (1.0, 1.0, 1.0)
     mask = np.zeros((100, 100), bool)
