@@ -12,7 +12,9 @@ shape closes between it and its non-empty neighbour. Axes are blended by inverse
 1 / (1 mm + distance to the axis' nearest accepted plane)^BLEND_POWER: on an accepted plane its own
 mask wins, far from all planes the nearest plane counts most. Chosen on the validation manifest: with
 perfect planes of three axes this blend beat the union of the axes by 0.09-0.11 DSC from three planes
-on; in the f2d-prior pipeline power 4 beat 2 by 0.02-0.03 from three slices on (1: -0.07; 8: +0.003).
+on; in the f2d-prior pipeline power 4 beat 2 by 0.02-0.03 from three slices on (power 1 lost
+0.04-0.07 against 2, power 8 gained at most 0.003 over 4). An axis whose accepted planes are all
+empty adds nothing here (the session still keeps those planes empty).
 
 The prior's support is where it says something: between two planes of an axis, or within the
 fall-off radius of an end plane. f3D gets the prior as its previous-mask input inside the support and
