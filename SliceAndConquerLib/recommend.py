@@ -36,6 +36,16 @@ def skip_distances(mask: np.ndarray, minimum: int = SKIP_DISTANCE, fraction: flo
     return [max(minimum, int(round(fraction * (b.stop - b.start)))) for b in box]
 
 
+def allowed_slices(session, skip_distance=SKIP_DISTANCE) -> list:
+    """Per axis, a boolean array: the slices not within the skip distance of an accepted plane."""
+    skips = skip_distances(session.mask3d, skip_distance)
+    allowed = [np.ones(n, bool) for n in session.mask3d.shape]
+    for entry in session.accepted:
+        axis, index = entry.plane.axis, entry.plane.index
+        allowed[axis][max(0, index - skips[axis]): index + skips[axis] + 1] = False
+    return allowed
+
+
 def slice_scores(confidence: np.ndarray, mask: np.ndarray, tau=TAU, edge_band=EDGE_BAND):
     """Per axis, the number of under-confident voxels of every slice (a list of 3 arrays)."""
     scores = [np.zeros(n, np.int64) for n in confidence.shape]
@@ -61,10 +71,8 @@ class ConfidenceRecommender:
         if session.confidence is None:
             return None
         scores = slice_scores(session.confidence, session.mask3d, self.tau, self.edge_band)
-        skips = skip_distances(session.mask3d, self.skip_distance)
-        for entry in session.accepted:
-            axis, index = entry.plane.axis, entry.plane.index
-            scores[axis][max(0, index - skips[axis]): index + skips[axis] + 1] = -1
+        for axis, allowed in enumerate(allowed_slices(session, self.skip_distance)):
+            scores[axis][~allowed] = -1
         best = max(range(3), key=lambda a: scores[a].max())
         if scores[best].max() <= 0:
             return None
@@ -84,8 +92,6 @@ class RandomRecommender:
         box = bounding_box(session.confidence < 1.0)
         if box is None:
             return None
-        skips = skip_distances(session.mask3d, self.skip_distance)
-        candidates = [Plane(a, i) for a in range(3) for i in range(box[a].start, box[a].stop)
-                      if not any(e.plane.axis == a and abs(e.plane.index - i) <= skips[a]
-                                 for e in session.accepted)]
+        allowed = allowed_slices(session, self.skip_distance)
+        candidates = [Plane(a, i) for a in range(3) for i in range(box[a].start, box[a].stop) if allowed[a][i]]
         return candidates[self.rng.integers(len(candidates))] if candidates else None
