@@ -105,9 +105,7 @@ class GapRecommender:
         empty = [a.plane.index for a in on_axis if not a.mask.any()]
         lo = max([0, holding[0] - reach] + [i for i in empty if i < holding[0]])
         hi = min([session.image.shape[self.axis] - 1, holding[-1] + reach] + [i for i in empty if i > holding[-1]])
-        taken = sorted({a.plane.index for a in on_axis if lo <= a.plane.index <= hi})
-        edges = ([lo - 1] if lo not in taken else []) + taken + ([hi + 1] if hi not in taken else [])
-        size, a, b = max((b - a, a, b) for a, b in zip(edges[:-1], edges[1:]))
+        size, a, b = max((b - a, a, b) for a, b in _stretches(lo, hi, [a.plane.index for a in on_axis]))
         if size < 2:
             return None
         return Plane(self.axis, int((a + b) // 2))
@@ -133,19 +131,25 @@ class CrossRecommender:
             return Plane(axis, int(round(centre[axis])))
         best = None
         for axis in range(3):
-            on_axis = sorted({a.plane.index for a in session.accepted if a.plane.axis == axis})
+            on_axis = [a.plane.index for a in session.accepted if a.plane.axis == axis]
             empty = [a.plane.index for a in session.accepted if a.plane.axis == axis and not a.mask.any()]
             lo, hi = _known_extent(holding, axis)
             lo = max([lo] + [i for i in empty if i < lo])
             hi = min([hi] + [i for i in empty if i > hi])
-            taken = [i for i in on_axis if lo <= i <= hi]
-            edges = ([lo - 1] if lo not in taken else []) + taken + ([hi + 1] if hi not in taken else [])
-            for a, b in zip(edges[:-1], edges[1:]):
+            for a, b in _stretches(lo, hi, on_axis):
                 gap = ((b - a) * session.spacing[axis], b - a, axis, (a + b) // 2)
                 best = max(best, gap) if best else gap
         if best is None or best[1] < 2:
             return None
         return Plane(best[2], int(best[3]))
+
+
+def _stretches(lo, hi, planes):
+    """Consecutive (a, b) pairs of the accepted `planes` within [lo, hi] and the outside edges
+    lo - 1 and hi + 1 (unless a plane sits there): the unannotated stretches lie strictly between."""
+    taken = sorted({i for i in planes if lo <= i <= hi})
+    edges = ([lo - 1] if lo not in taken else []) + taken + ([hi + 1] if hi not in taken else [])
+    return list(zip(edges[:-1], edges[1:]))
 
 
 def _known_extent(holding, axis):
