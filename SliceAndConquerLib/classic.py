@@ -75,7 +75,7 @@ class ShapePrior3D:
         from .models.roi import roi_for
         from .shape_prior import prior_or_previous
 
-        roi = roi_for(image.shape, spacing, np.zeros((1, 1, 1), bool), accepted)
+        roi = roi_for(image.shape, spacing, None, accepted)
         mask = np.array(previous, bool)
         if roi is not None:
             mask[roi.box] = prior_or_previous(accepted, spacing, mask, roi.box)

@@ -37,11 +37,12 @@ def _extent(lo, hi, spacing):
     return (np.asarray(hi) - np.asarray(lo)) * np.asarray(spacing)
 
 
-def roi_for(shape, spacing, previous: np.ndarray, accepted, grid_size: int = GRID) -> ROI | None:
-    """The ROI for an f3D prediction; None when there is nothing to predict from."""
+def roi_for(shape, spacing, previous: np.ndarray | None, accepted, grid_size: int = GRID) -> ROI | None:
+    """The ROI for an f3D prediction (of the accepted masks alone when `previous` is None); None when
+    there is nothing to predict from."""
     spacing = np.asarray(spacing, float)
     lows, highs = [], []
-    if previous.any():
+    if previous is not None and previous.any():
         where = [np.flatnonzero(previous.any(axis=tuple(b for b in range(3) if b != a))) for a in range(3)]
         lows.append([w[0] for w in where])
         highs.append([w[-1] + 1 for w in where])
