@@ -55,9 +55,7 @@ class FillBetweenSlices3D:
         labelmap = np.zeros(image.shape, np.uint8)
         axes = {entry.plane.axis for entry in accepted}
         for entry in accepted:
-            index = [slice(None)] * 3
-            index[entry.plane.axis] = entry.plane.index
-            labelmap[tuple(index)] = entry.mask
+            labelmap[entry.plane.where] = entry.mask
         if not labelmap.any():
             return Prediction3D(np.zeros(image.shape, bool))
         axis = axes.pop() if len(axes) == 1 else None

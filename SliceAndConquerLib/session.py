@@ -24,8 +24,13 @@ class Plane:
     index: int
 
     def of(self, volume: np.ndarray) -> np.ndarray:
-        """The slice of a 3D array on this plane (a view)."""
+        """The slice of a 3D array on this plane (a copy)."""
         return np.take(volume, self.index, axis=self.axis)
+
+    @property
+    def where(self) -> tuple:
+        """Index of this plane in a 3D array: `volume[plane.where] = mask2d` writes the slice."""
+        return tuple(self.index if a == self.axis else slice(None) for a in range(3))
 
     def spacing2d(self, spacing) -> tuple:
         return tuple(s for a, s in enumerate(spacing) if a != self.axis)
@@ -182,9 +187,7 @@ class Session:
         if self.postprocess is not None:
             self.mask3d = self.postprocess(self.mask3d, accepted)
         for entry in accepted:  # a promise to the user: accepted planes hold exactly what was accepted
-            index = [slice(None)] * 3
-            index[entry.plane.axis] = entry.plane.index
-            self.mask3d[tuple(index)] = entry.mask
+            self.mask3d[entry.plane.where] = entry.mask
         self.confidence = result.confidence
         self._stage = None
         return self.mask3d

@@ -586,9 +586,7 @@ class SliceAndConquerLogic:
         current = self._read_segment(self.segment_id)
         mask = current.copy()
         for plane, mask2d in slices.items():
-            index = [slice(None)] * 3
-            index[plane.axis] = plane.index
-            mask[tuple(index)] = mask2d
+            mask[plane.where] = mask2d
         self._write(mask, current)
 
     def _write_volume(self, mask3d):
