@@ -8,9 +8,9 @@ Rule (the same in the app, the benchmark and training):
   millimetres, enlarged by CONTEXT (each side) and at least MIN_WINDOW_PX pixels wide. A positive click
   far from the current mask therefore widens the window to take in both.
 - After a prediction touches the window border (and the border is not the slice's own), or when the
-  first positive click (no previous mask) produced a mask smaller than MIN_MASK_FRACTION of the window (a target that fills
-  the whole window shows the network no border to stop at), the window grows by GROW and the click is
-  predicted again, at most MAX_GROWS times.
+  first positive click (no previous mask) produced a mask smaller than MIN_MASK_FRACTION of the
+  window (a target that fills the whole window shows the network no border to stop at), the window
+  grows by GROW and the click is predicted again, at most MAX_GROWS times.
 Windows are square in millimetres so thick-slice CT/MR shapes keep their proportions in the network.
 """
 from __future__ import annotations
