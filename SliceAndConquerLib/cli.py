@@ -16,6 +16,15 @@ def _fetch(args):
         print(f"{name}: {path}")
 
 
+def _pack(args):
+    from .training.sampler import write_pack
+
+    if args.out.suffix != ".npz":
+        raise InputError(f"{args.out}: a training pack is an .npz file")
+    path = write_pack(args.manifest, args.out)
+    print(f"wrote {path} ({path.stat().st_size / 2 ** 20:.1f} MB)")
+
+
 def _evaluate(args):
     import torch
 
@@ -119,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     fetch = data_commands.add_parser("fetch", help="download, extract, write train/val/sample manifests")
     fetch.add_argument("--cache", type=Path, help="cache folder (default: $SNC_CACHE or ~/.cache/sliceandconquer)")
     fetch.set_defaults(run=_fetch)
+    pack = data_commands.add_parser("pack", help="one .npz of a manifest's volumes, for `snc train --manifest` "
+                                    "on a machine without the image readers")
+    pack.add_argument("--manifest", type=Path, required=True)
+    pack.add_argument("--out", type=Path, required=True, help="FILE.npz")
+    pack.set_defaults(run=_pack)
 
     evaluate = commands.add_parser("evaluate", help="robot-user evaluation of methods on a manifest")
     evaluate.add_argument("--manifest", type=Path, required=True)
@@ -153,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a network")
     train_models = train.add_subparsers(dest="model", required=True)
     f2d = train_models.add_parser("f2d", help="the click-driven 2D network")
-    f2d.add_argument("--manifest", type=Path, required=True, help="training manifest (train.json)")
+    f2d.add_argument("--manifest", type=Path, required=True, help="training manifest (train.json) or "
+                     "training pack (.npz from `snc data pack`)")
     f2d.add_argument("--out", type=Path, required=True, help="folder for checkpoint, weights and model card")
     f2d.add_argument("--minutes", type=float, help="wall-clock budget (the schedule follows it)")
     f2d.add_argument("--steps", type=int, help="step budget (instead of, or as well as, --minutes)")
@@ -164,9 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     f2d.add_argument("--seed", type=int, default=0)
     f2d.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     f2d.add_argument("--threads", type=int, help="CPU threads per process")
+    f2d.add_argument("--workers", type=int, default=0, help="data worker processes (0: batches are made "
+                     "in the training process; a GPU needs several to be kept busy)")
     f2d.set_defaults(run=_train_f2d)
     f3d = train_models.add_parser("f3d", help="the guided 3D network (Mean-ACS f2D + mask attention)")
-    f3d.add_argument("--manifest", type=Path, required=True, help="training manifest (train.json)")
+    f3d.add_argument("--manifest", type=Path, required=True, help="training manifest (train.json) or pack (.npz)")
     f3d.add_argument("--init-2d", type=Path, help="trained f2D weights: transferred, and used to simulate masks")
     f3d.add_argument("--out", type=Path, required=True)
     f3d.add_argument("--minutes", type=float)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from scipy import ndimage
@@ -19,7 +20,7 @@ from ..clicks import Click, disk_maps, next_click
 from ..models.f2d import F2D, INPUT_SIZE
 from .common import RESTART_AT, Job, run, setup
 from .losses import batch_iou, normalized_focal_loss
-from .sampler import SliceSampler
+from .sampler import SliceSampler, TrainingVolumes
 
 
 def _random_clicks(mask, rng, count):
@@ -97,20 +98,61 @@ def train_step(model, optimizer, images, truths, previous, clicks, weights, rng,
     return loss.item(), batch_iou(logits.detach(), target)
 
 
+class WorkerBatches(torch.utils.data.IterableDataset):
+    """Endless batches made by DataLoader worker processes, so that slice sampling and augmentation
+    (CPU) keep up with a GPU. Each worker draws from its own random streams, seeded by
+    (seed, step of the (re)start, worker); `curriculum` is a shared flag the training loop sets."""
+
+    def __init__(self, volumes: TrainingVolumes, batch: int, seed: int, start_step: int, curriculum):
+        self.volumes, self.batch, self.seed, self.start_step = volumes, batch, seed, start_step
+        self.curriculum = curriculum
+
+    def __iter__(self):
+        worker = torch.utils.data.get_worker_info()
+        streams = [self.seed, self.start_step, worker.id if worker else 0]
+        sampler = SliceSampler(None, seed=streams + [1], volumes=self.volumes)
+        rng = np.random.default_rng(streams)
+        while True:
+            yield make_batch([sampler.sample() for _ in range(self.batch)], rng, bool(self.curriculum.value))
+
+
+def _as_is(batch):
+    return batch
+
+
+def _one_thread(_worker):
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
+
 def train(args) -> Path:
     device, ddp = setup(args)
     seed = args.seed + 1000 * ddp.rank
-    streams = {"clicks": np.random.default_rng(seed)}
-    sampler = SliceSampler(args.manifest, seed=seed)
+    streams = {"clicks": np.random.default_rng(seed), "start": 0}
+    volumes = TrainingVolumes(args.manifest)
+    sampler = SliceSampler(None, seed=seed, volumes=volumes)
+    curriculum_flag = torch.multiprocessing.Value("b", 0)
+
+    def next_batch(curriculum):
+        if not args.workers:
+            return make_batch([sampler.sample() for _ in range(args.batch)], streams["clicks"], curriculum)
+        curriculum_flag.value = curriculum
+        if "loader" not in streams:  # started at the first step, after a resume has set the start step
+            batches = WorkerBatches(volumes, args.batch, seed, streams["start"], curriculum_flag)
+            streams["loader"] = iter(torch.utils.data.DataLoader(
+                batches, batch_size=None, num_workers=args.workers, collate_fn=_as_is,
+                worker_init_fn=_one_thread, prefetch_factor=4))
+        return next(streams["loader"])
 
     def step(net, optimizer, progress):
         curriculum = progress >= RESTART_AT
-        batch = make_batch([sampler.sample() for _ in range(args.batch)], streams["clicks"], curriculum)
+        batch = next_batch(curriculum)
         loss, iou = train_step(net, optimizer, *batch, streams["clicks"], 2 if curriculum else 3, device)
         return loss, iou, args.batch
 
     def reseed(at_step):
         streams["clicks"] = np.random.default_rng([seed, at_step])
+        streams["start"] = at_step
         sampler.rng = np.random.default_rng([seed, at_step, 1])
 
     arch = {"width": args.width}
@@ -121,7 +163,7 @@ def train(args) -> Path:
                  "synthetic_fraction": sampler.synthetic_fraction},
         "recipe": {"loss": "normalized focal loss", "optimizer": "AdamW", "lr": args.lr,
                    "schedule": f"cosine, warm restart at {RESTART_AT:.2f} of the run, curriculum after it",
-                   "batch": args.batch, "seed": args.seed,
+                   "batch": args.batch, "seed": args.seed, "data_workers": args.workers,
                    "iterative_training": "0..3 simulated error clicks (0..2 after the restart), prediction fed back"},
     })
     return run(args, job, device, ddp)

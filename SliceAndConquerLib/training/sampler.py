@@ -2,7 +2,10 @@
 same window rule as the app, resampled to the network size and augmented."""
 from __future__ import annotations
 
+import json
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -10,7 +13,7 @@ from scipy import ndimage
 
 from ..clicks import next_click
 from ..data.manifest import read_manifest
-from ..imageio import read_volume
+from ..errors import InputError
 from ..intensity import normalize
 from ..models.f2d import INPUT_SIZE
 from ..models.window import Window, first_window, window_for
@@ -32,40 +35,94 @@ class Target:
 
 
 class TrainingVolumes:
-    """Every training target with its normalised image and label volume, loaded once."""
+    """Every training target with its normalised image and label volume, loaded once.
 
-    def __init__(self, manifest):
-        self.images, self.spacings, self.labels = [], [], []
-        image_ids, label_ids = {}, {}
+    `source` is a manifest (JSON) or a training pack from `write_pack` (.npz, `snc data pack`): the same
+    arrays in one file, for a machine without the image readers (a rented GPU) or a faster start."""
+
+    def __init__(self, source):
+        if Path(source).suffix == ".npz":
+            raw_images, spacings, labels, cases = _read_pack(source)
+        else:
+            raw_images, spacings, labels, cases = _read_manifest_volumes(source)
+        self.spacings, self.labels = spacings, labels
+        self.images = [normalize(image) for image in raw_images]
         self.targets: list[Target] = []
         draw = []
-        for case in read_manifest(manifest):
-            if case.image not in image_ids:
-                volume = read_volume(case.image)
-                image_ids[case.image] = len(self.images)
-                self.images.append(normalize(volume.array))
-                self.spacings.append(volume.spacing)
-            if case.label not in label_ids:
-                label_ids[case.label] = len(self.labels)
-                self.labels.append(read_volume(case.label, dtype=np.int32).array)
-            label = self.labels[label_ids[case.label]]
-            if label.shape != self.images[image_ids[case.image]].shape:
+        for name, image_id, label_id, value in cases:
+            label = labels[label_id]
+            if label.shape != self.images[image_id].shape:
                 continue
-            target = label == case.value
+            target = label == value
             slices = tuple(np.flatnonzero(target.sum(axis=tuple(b for b in range(3) if b != a)) >= MIN_AREA)
                            for a in range(3))
             if not any(len(s) for s in slices):
                 continue
-            source = case.name.split("/")[0]
-            frequency, weight = SOURCE_WEIGHTS.get(source, (1.0, 1.0))
-            self.targets.append(Target(image_ids[case.image], label_ids[case.label], case.value, weight, slices))
+            frequency, weight = SOURCE_WEIGHTS.get(name.split("/")[0], (1.0, 1.0))
+            self.targets.append(Target(image_id, label_id, value, weight, slices))
             draw.append(frequency)
         if not self.targets:
-            raise ValueError(f"{manifest}: no usable training targets")
+            raise ValueError(f"{source}: no usable training targets")
         self.draw = np.asarray(draw) / np.sum(draw)
 
     def pick(self, rng) -> Target:
         return self.targets[rng.choice(len(self.targets), p=self.draw)]
+
+
+def write_pack(manifest, path) -> Path:
+    """The training pack of a manifest: raw arrays in the smallest exact dtype, compressed, one file."""
+    images, spacings, labels, cases = _read_manifest_volumes(manifest)
+    arrays = {f"image{i}": _compact(a) for i, a in enumerate(images)}
+    arrays.update({f"label{i}": _compact(a) for i, a in enumerate(labels)})
+    arrays["spacings"] = np.asarray(spacings, dtype=np.float64)
+    arrays["cases"] = np.asarray(json.dumps(cases))
+    path = Path(path)
+    np.savez_compressed(path, **arrays)
+    return path
+
+
+def _read_manifest_volumes(manifest):
+    from ..imageio import read_volume  # SimpleITK: not needed when training from a pack
+
+    images, spacings, labels, cases = [], [], [], []
+    image_ids, label_ids = {}, {}
+    for case in read_manifest(manifest):
+        if case.image not in image_ids:
+            volume = read_volume(case.image)
+            image_ids[case.image] = len(images)
+            images.append(volume.array)
+            spacings.append(volume.spacing)
+        if case.label not in label_ids:
+            label_ids[case.label] = len(labels)
+            labels.append(read_volume(case.label, dtype=np.int32).array)
+        cases.append((case.name, image_ids[case.image], label_ids[case.label], case.value))
+    return images, spacings, labels, cases
+
+
+def _read_pack(path):
+    try:
+        with np.load(path) as pack:
+            cases = [tuple(c) for c in json.loads(str(pack["cases"]))]
+            spacings = [tuple(float(v) for v in s) for s in pack["spacings"]]
+            images = [pack[f"image{i}"].astype(np.float32) for i in range(len(spacings))]
+            count = 1 + max(c[2] for c in cases)
+            labels = [pack[f"label{i}"].astype(np.int32) for i in range(count)]
+    except FileNotFoundError:
+        raise InputError(f"{path}: training pack not found") from None
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{path}: not a training pack ({type(exc).__name__}: {exc})") from None
+    return images, spacings, labels, cases
+
+
+def _compact(array: np.ndarray) -> np.ndarray:
+    """The smallest integer dtype that holds the values exactly, else the array as it is."""
+    if np.issubdtype(array.dtype, np.floating) and not np.array_equal(array, np.round(array)):
+        return array
+    for dtype in (np.uint8, np.int8, np.uint16, np.int16, np.int32):
+        info = np.iinfo(dtype)
+        if array.min() >= info.min and array.max() <= info.max:
+            return array.astype(dtype)
+    return array
 
 
 class SliceSampler:
