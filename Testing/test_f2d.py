@@ -163,6 +163,25 @@ def test_train_command_resumes_and_writes_a_model_card(tmp_path):
     load_f2d(tmp_path / "run" / "f2d.pt")  # checksum matches
 
 
+def test_training_pack_holds_the_same_volumes_and_trains_with_workers(tmp_path):
+    from SliceAndConquerLib.cli import main
+    from SliceAndConquerLib.training.sampler import TrainingVolumes
+
+    manifest = _tiny_manifest(tmp_path)
+    pack = tmp_path / "train.npz"
+    assert main(["data", "pack", "--manifest", str(manifest), "--out", str(pack)]) == 0
+    direct, packed = TrainingVolumes(manifest), TrainingVolumes(pack)
+    assert np.array_equal(direct.images[0], packed.images[0]) and np.array_equal(direct.labels[0], packed.labels[0])
+    assert direct.spacings == packed.spacings and len(direct.targets) == len(packed.targets) == 1
+    # Batches made by a DataLoader worker process, as on a GPU machine.
+    assert main(["train", "f2d", "--manifest", str(pack), "--out", str(tmp_path / "run"), "--batch", "2",
+                 "--width", "8", "--threads", "1", "--steps", "2", "--workers", "1"]) == 0
+    assert json.loads((tmp_path / "run" / "f2d.json").read_text())["recipe"]["data_workers"] == 1
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(InputError, match="not a training pack"):
+        TrainingVolumes(tmp_path / "bad.npz")
+
+
 def _free_port() -> int:
     import socket
 
