@@ -182,6 +182,19 @@ def test_training_pack_holds_the_same_volumes_and_trains_with_workers(tmp_path):
         TrainingVolumes(tmp_path / "bad.npz")
 
 
+def test_benchmark_reports_click_curves_baseline_and_sources(tmp_path):
+    from SliceAndConquerLib.evaluation.benchmark_f2d import benchmark
+    from SliceAndConquerLib.models.predictor2d import Network2D
+
+    torch.manual_seed(0)
+    result = benchmark(_tiny_manifest(tmp_path), Network2D(F2D(width=8), "cpu"), max_clicks=3, progress=False)
+    assert result["slices"] == 3 and len(result["mean_dice_per_click"]) == 3  # one slice per axis
+    assert set(result["by_source"]) == {"toy"} and result["by_source"]["toy"]["slices"] == 3
+    # GrabCut on a bright sphere is good from the first click; the untrained network is not.
+    assert result["baseline"]["dice_at"]["3"] > 0.8 > result["dice_at"]["1"]
+    assert 1 <= result["noc90"] <= 3
+
+
 def _free_port() -> int:
     import socket
 

@@ -75,7 +75,7 @@ def latency_ms(predictor, size: int, repeats: int = 15) -> float:
 def benchmark(manifest, predictor, max_clicks=20, limit=None, progress=True, device="cpu") -> dict:
     cases = read_manifest(manifest)[:limit]
     baseline = GrabCut2D()
-    curves = {"model": [], "baseline": []}
+    curves, sources = {"model": [], "baseline": []}, []
     image_cache = {}
     for case in tqdm(cases, desc="benchmark f2d", disable=not progress):
         if case.image not in image_cache:
@@ -90,7 +90,13 @@ def benchmark(manifest, predictor, max_clicks=20, limit=None, progress=True, dev
             spacing2d = tuple(s for a, s in enumerate(volume.spacing) if a != axis)
             for key, method in (("model", predictor), ("baseline", baseline)):
                 curves[key].append(click_curve(method, take(image), take(truth), spacing2d, max_clicks))
+            sources.append(case.name.split("/")[0])
     result = summarize_curves(curves["model"], max_clicks)
+    # Where the model is weak: per data source (e.g. CT organs against atlas regions).
+    result["by_source"] = {}
+    for source in sorted(set(sources)):
+        part = summarize_curves([c for c, s in zip(curves["model"], sources) if s == source], max_clicks)
+        result["by_source"][source] = {k: part[k] for k in ("noc90", "fail_rate90", "dice_at", "slices")}
     result["latency_ms"] = {str(s): latency_ms(predictor, s) for s in (256, 512)}
     result["threads"] = torch.get_num_threads()
     result["device"] = device

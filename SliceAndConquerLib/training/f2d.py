@@ -131,7 +131,9 @@ def train(args) -> Path:
     streams = {"clicks": np.random.default_rng(seed), "start": 0}
     volumes = TrainingVolumes(args.manifest)
     sampler = SliceSampler(None, seed=seed, volumes=volumes)
-    curriculum_flag = torch.multiprocessing.Value("b", 0)
+    # Workers are spawned, not forked: a child forked after OpenCV's thread pool ran can hang.
+    spawn = torch.multiprocessing.get_context("spawn")
+    curriculum_flag = spawn.Value("b", 0)
 
     def next_batch(curriculum):
         if not args.workers:
@@ -141,7 +143,7 @@ def train(args) -> Path:
             batches = WorkerBatches(volumes, args.batch, seed, streams["start"], curriculum_flag)
             streams["loader"] = iter(torch.utils.data.DataLoader(
                 batches, batch_size=None, num_workers=args.workers, collate_fn=_as_is,
-                worker_init_fn=_one_thread, prefetch_factor=4))
+                worker_init_fn=_one_thread, prefetch_factor=4, multiprocessing_context=spawn))
         return next(streams["loader"])
 
     def step(net, optimizer, progress):
