@@ -64,19 +64,26 @@ class FillBetweenSlices3D:
 
 class ShapePrior3D:
     """The shape prior of the accepted planes (signed distances interpolated between planes and
-    rounded off beyond them, `shape_prior`) where it has support, the previous mask elsewhere; works
-    with planes on any mix of axes. Only the accepted masks' region of interest (f3D's ROI rule) is
-    computed: the prior is never positive outside it."""
+    rounded off beyond them, `shape_prior`), moved by the intensity evidence of the accepted planes
+    (`image_prior`; mm_per_nat=0 for the shape alone), where it has support; the previous mask
+    elsewhere. Works with planes on any mix of axes. Only the accepted masks' region of interest
+    (f3D's ROI rule) is computed: the prior is never positive outside it."""
     name = "shape-prior"
+
+    def __init__(self, mm_per_nat: float | None = None):
+        from .shape_prior import MM_PER_NAT
+
+        self.mm_per_nat = MM_PER_NAT if mm_per_nat is None else mm_per_nat
 
     def predict(self, image, spacing, previous, accepted):
         from .models.roi import roi_for
-        from .shape_prior import prior_or_previous
+        from .shape_prior import image_prior
 
         roi = roi_for(image.shape, spacing, None, accepted)
         mask = np.array(previous, bool)
         if roi is not None:
-            mask[roi.box] = prior_or_previous(accepted, spacing, mask, roi.box)
+            prior, support = image_prior(image, accepted, spacing, roi.box, self.mm_per_nat)
+            mask[roi.box] = np.where(support, prior, mask[roi.box])
         return Prediction3D(mask)
 
 

@@ -36,7 +36,7 @@ def _evaluate(args):
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     try:
         report = evaluate(args.manifest, methods, args.slices, args.max_clicks, args.seed, args.limit,
-                          init_mask=args.init_mask)
+                          init_mask=args.init_mask, perfect_slices=args.perfect_slices)
     except ValueError as exc:
         if isinstance(exc, InputError):
             raise
@@ -145,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--threads", type=int, default=2, help="CPU threads for the networks")
     evaluate.add_argument("--init-mask", choices=["degraded"], help="refinement protocol: start from a "
                           "reproducibly degraded ground truth with a budget of 10 clicks (session methods)")
+    evaluate.add_argument("--perfect-slices", action="store_true", help="the robot accepts each plane's "
+                          "ground truth without clicking: the 3D step and slice choice alone (session methods)")
     evaluate.set_defaults(run=_evaluate)
 
     demo = commands.add_parser("demo", help="segment the sample volume with the robot user")

@@ -28,8 +28,17 @@ from collections import defaultdict
 import numpy as np
 from scipy import ndimage
 
+from .session import guidance_volumes
+
 OUTSIDE_MM = -1e3   # the map far from every accepted plane
 BLEND_POWER = 4     # inverse-distance weighting of the axes
+# Intensity evidence (`image_prior`): the prior's surface moves MM_PER_NAT millimetres per nat of the
+# log-likelihood ratio target/surroundings. Chosen on the TRAINING manifest with perfect accepted
+# slices (every 2nd target, f2d-prior's slice choice): 0.5-1.0 mm/nat all gave +0.018 DSC after six
+# slices (0.805 -> 0.823) and +0.02 at one to five; 2 mm/nat fell back to 0.78.
+MM_PER_NAT = 0.8
+INTENSITY_BINS = 32  # of the normalised image's [0, 1]
+BAND_PX = 8          # the surroundings: this many pixels around an accepted mask, in its plane
 
 
 def signed_distance(mask: np.ndarray, sampling) -> np.ndarray:
@@ -101,6 +110,45 @@ def shape_prior(accepted, shape, spacing, box=None, power: float = BLEND_POWER) 
     if not weights.any():
         return np.full(size, OUTSIDE_MM, np.float32), support
     return total / np.maximum(weights, 1e-12), support
+
+
+def intensity_log_ratio(image: np.ndarray, accepted) -> np.ndarray | None:
+    """Per intensity bin, log p(I | target) - log p(I | surroundings), from the accepted planes:
+    their target pixels against a band of BAND_PX pixels around them (add-one smoothed). None when no
+    accepted plane holds target."""
+    inside, around = [], []
+    for entry in accepted:
+        if entry.mask.any():
+            pixels = entry.plane.of(image)
+            band = ndimage.binary_dilation(entry.mask, iterations=BAND_PX) & ~entry.mask
+            inside.append(pixels[entry.mask])
+            around.append(pixels[band])
+    if not inside:
+        return None
+    edges = np.linspace(0.0, 1.0, INTENSITY_BINS + 1)
+    counts_in = np.histogram(np.concatenate(inside), edges)[0] + 1.0
+    counts_around = np.histogram(np.concatenate(around), edges)[0] + 1.0
+    return np.log(counts_in / counts_in.sum()) - np.log(counts_around / counts_around.sum())
+
+
+def image_prior(image: np.ndarray, accepted, spacing, box=None,
+                mm_per_nat: float = MM_PER_NAT) -> tuple[np.ndarray, np.ndarray]:
+    """(mask, support) on `box`: the shape prior's signed distance plus the intensity evidence,
+    `sdf + mm_per_nat * log-likelihood ratio > 0`, where `image` is normalised to [0, 1]. Near an
+    accepted plane the distance dominates; between planes, where the interpolated surface is a guess,
+    voxels that look like the target join it and voxels that look like its surroundings leave it.
+    Only parts connected to accepted target voxels are kept (the evidence alone finds look-alikes)."""
+    distance, support = shape_prior(accepted, image.shape, spacing, box)
+    ratio = intensity_log_ratio(image, accepted) if mm_per_nat > 0 else None
+    if ratio is None:
+        return distance > 0, support
+    box = tuple(slice(0, n) for n in image.shape) if box is None else box
+    bins = np.clip((image[box] * INTENSITY_BINS).astype(np.intp), 0, INTENSITY_BINS - 1)
+    mask = distance + mm_per_nat * ratio[bins] > 0
+    labels, _ = ndimage.label(mask)
+    seeds = guidance_volumes(accepted, image.shape, box)[2] > 0
+    keep = np.unique(labels[seeds & mask])
+    return np.isin(labels, keep[keep > 0]), support
 
 
 def prior_mask(accepted, shape, spacing, box=None) -> np.ndarray:

@@ -91,3 +91,16 @@ def test_refinement_protocol_starts_from_a_degraded_mask_with_a_click_budget(tmp
     truth = np.zeros((20, 20, 20), bool)
     truth[5:15, 5:15, 5:15] = True
     assert np.array_equal(degrade(truth, 3), degrade(truth, 3)) and not np.array_equal(degrade(truth, 3), truth)
+
+
+def test_perfect_slices_protocol_accepts_ground_truth_without_clicks(tmp_path, manifests):
+    out = tmp_path / "perfect.json"
+    assert main(["evaluate", "--manifest", str(manifests["sample"]), "--out", str(out),
+                 "--methods", "grabcut-fbs", "--perfect-slices", "--slices", "3"]) == 0
+    report = json.loads(out.read_text())
+    row = report["results"][0]
+    assert row["clicks"] == [0, 0, 0] and report["settings"]["perfect_slices"] is True
+    assert row["dice"][-1] > row["dice"][0]  # more exact slices, better volume
+    # The oracles have their own protocol: refused, not silently run.
+    assert main(["evaluate", "--manifest", str(manifests["sample"]), "--out", str(tmp_path / "x.json"),
+                 "--methods", "fbs-oracle", "--perfect-slices"]) == 2

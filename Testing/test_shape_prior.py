@@ -3,7 +3,8 @@ import numpy as np
 from SliceAndConquerLib.classic import ShapePrior3D
 from SliceAndConquerLib.metrics import dice
 from SliceAndConquerLib.session import AcceptedSlice, Plane
-from SliceAndConquerLib.shape_prior import prior_mask, prior_or_previous, shape_prior
+from SliceAndConquerLib.shape_prior import (image_prior, intensity_log_ratio, prior_mask, prior_or_previous,
+                                           shape_prior)
 
 from conftest import make_sphere
 
@@ -102,3 +103,34 @@ def test_cross_recommender_visits_all_axes_then_the_largest_gap(toy_predictors):
     # then the middle of a largest stretch: between the centre plane and the end of the ball (radius 12)
     centre = (20, 18, 22)
     assert all(abs(p.index - centre[p.axis]) in (6, 7) for p in planes[3:5]) and planes[4] != planes[3]
+
+
+def _ellipsoid(shape, radii):
+    grid = np.ogrid[tuple(slice(0, n) for n in shape)]
+    return sum(((g - n // 2) / r) ** 2 for g, n, r in zip(grid, shape, radii)) <= 1
+
+
+def test_intensity_evidence_follows_a_target_the_ball_underestimates():
+    # A bright cigar along axis 0 (half-length 16) seen on one axial plane (radius 8): the shape
+    # alone closes a ball of radius 8; the intensity evidence carries it further along the bright voxels.
+    truth = _ellipsoid((48, 40, 40), (16, 8, 8))
+    rng = np.random.default_rng(0)
+    image = np.clip(0.3 + 0.4 * truth + rng.normal(0, 0.05, truth.shape), 0, 1).astype(np.float32)
+    lookalike = _ellipsoid((48, 40, 40), (3, 3, 3))
+    image[np.roll(lookalike, (0, 14, 14), axis=(0, 1, 2))] = 0.7  # bright, but apart from the target
+    accepted = [_accept(truth, 0, 24)]
+    shape_only = image_prior(image, accepted, (1, 1, 1), mm_per_nat=0)[0]
+    with_image = image_prior(image, accepted, (1, 1, 1))[0]
+    assert dice(with_image, truth) > dice(shape_only, truth) + 0.03
+    assert np.array_equal(with_image[24], truth[24])  # the accepted plane is kept
+    assert not with_image[np.roll(lookalike, (0, 14, 14), axis=(0, 1, 2))].any()
+
+
+def test_uninformative_image_leaves_the_shape_prior_almost_unchanged():
+    ball = make_sphere((40, 40, 40), radius=10)
+    flat = np.full(ball.shape, 0.5, np.float32)
+    accepted = [_accept(ball, 0, 20), _accept(ball, 1, 20)]
+    # Only the add-one smoothing of the two histograms differs: a fraction of a millimetre.
+    assert dice(image_prior(flat, accepted, (1, 1, 1))[0], prior_mask(accepted, ball.shape, (1, 1, 1))) > 0.99
+    # And with no target on any accepted plane there is no evidence to use.
+    assert intensity_log_ratio(flat, [AcceptedSlice(Plane(0, 3), (), np.zeros((40, 40), bool))]) is None

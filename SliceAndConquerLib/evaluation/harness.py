@@ -44,7 +44,10 @@ def degrade(truth: np.ndarray, seed: int) -> np.ndarray:
     return mask
 
 
-def run_method(method, image, truth, spacing, slices, max_clicks, seed, init_mask=None) -> dict:
+def run_method(method, image, truth, spacing, slices, max_clicks, seed, init_mask=None,
+               perfect_slices=False) -> dict:
+    if perfect_slices and (method in BASELINES or init_mask):
+        raise ValueError(f"{method}: perfect slices apply to session pipelines from an empty mask only")
     if init_mask == "degraded":
         if method in BASELINES:
             raise ValueError(f"{method} cannot start from an existing mask")
@@ -59,7 +62,8 @@ def run_method(method, image, truth, spacing, slices, max_clicks, seed, init_mas
     if method in BASELINES:
         return run_baseline(method, image, truth, spacing, slices, max_clicks)
     session = PIPELINES[method][0](image, spacing)
-    run = run_robot(session, truth, iterations=slices, max_clicks=max_clicks, seed=seed)
+    run = run_robot(session, truth, iterations=slices, max_clicks=max_clicks, seed=seed,
+                    perfect_slices=perfect_slices)
     return {"dice": run.dice, "clicks": run.clicks, "seconds": run.seconds}
 
 
@@ -82,7 +86,7 @@ def summarize(results: list[dict]) -> dict:
 
 
 def evaluate(manifest, methods, slices=6, max_clicks=5, seed=0, limit=None, progress=True,
-             init_mask=None) -> dict:
+             init_mask=None, perfect_slices=False) -> dict:
     unknown = [m for m in methods if m not in available_methods()]
     if unknown:
         raise ValueError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(available_methods())}")
@@ -96,7 +100,7 @@ def evaluate(manifest, methods, slices=6, max_clicks=5, seed=0, limit=None, prog
             for method in methods:
                 bar.set_postfix_str(f"{case.name} {method}")
                 out = run_method(method, volume.array, truth, volume.spacing, slices, max_clicks, seed,
-                                 init_mask)
+                                 init_mask, perfect_slices)
                 row = {"case": case.name, "method": method, "dice": [round(d, 5) for d in out["dice"]],
                        "clicks": out["clicks"], "seconds": [round(s, 4) for s in out["seconds"]]}
                 if "initial_dice" in out:
@@ -104,7 +108,8 @@ def evaluate(manifest, methods, slices=6, max_clicks=5, seed=0, limit=None, prog
                 results.append(row)
                 bar.update()
     settings = {"manifest": str(manifest), "methods": list(methods), "slices": slices,
-                "max_clicks": max_clicks, "seed": seed, "cases": len(cases), "init_mask": init_mask}
+                "max_clicks": max_clicks, "seed": seed, "cases": len(cases), "init_mask": init_mask,
+                "perfect_slices": perfect_slices}
     if init_mask == "degraded":
         settings["click_budget"] = REFINE_BUDGET
     return {"settings": settings, "results": results, "summary": summarize(results)}

@@ -68,9 +68,12 @@ def largest_error_plane(mask: np.ndarray, truth: np.ndarray) -> Plane:
 
 
 def run_robot(session: Session, truth: np.ndarray, iterations: int = 6, max_clicks: int = MAX_CLICKS,
-              seed: int = 0, first: Plane | None = None, click_budget: int | None = None) -> RobotRun:
+              seed: int = 0, first: Plane | None = None, click_budget: int | None = None,
+              perfect_slices: bool = False) -> RobotRun:
     """Algorithm 1 with the robot user: annotate, accept, move to the recommended plane, repeat.
-    With a click budget (refinement protocol) it stops once the budget is spent."""
+    With a click budget (refinement protocol) it stops once the budget is spent. With perfect slices
+    the robot accepts each plane's ground truth without clicking: what the pipeline's 3D step and
+    slice choice reach when the 2D stage makes no error."""
     rng = np.random.default_rng(seed)
     run = RobotRun()
     plane = first or first_plane(truth, rng)
@@ -81,8 +84,12 @@ def run_robot(session: Session, truth: np.ndarray, iterations: int = 6, max_clic
         start = time.perf_counter()
         session.begin_slice(plane)
         allowed = max_clicks if click_budget is None else min(max_clicks, click_budget - total_clicks)
-        used, score = annotate_plane(session, truth, allowed)
-        session.accept_slice(align=score > STOP_DICE)
+        if perfect_slices:
+            used = 0
+            session.accept_slice(mask=plane.of(truth))
+        else:
+            used, score = annotate_plane(session, truth, allowed)
+            session.accept_slice(align=score > STOP_DICE)
         total_clicks += used
         run.planes.append(plane)
         next_plane = session.recommend()
