@@ -72,7 +72,8 @@ if shipped("f2d") is not None:
     PIPELINES["f2d-fbs"] = (f2d_fbs_session, "trained f2D per click + Slicer's Fill between slices, "
                                              "next slice by extent search and gap bisection")
     PIPELINES["f2d-prior"] = (f2d_prior_session, "trained f2D per click + the shape prior (signed "
-                                                 "distances interpolated between accepted planes)")
+                                                 "distances interpolated between accepted planes, moved "
+                                                 "by the accepted planes' intensity evidence)")
 
 if shipped("f2d") is not None and shipped("f3d") is not None:
     PIPELINES["snc"] = (snc_session, "trained f2D per click + trained f3D per accepted slice, "

@@ -1,4 +1,5 @@
-"""`snc benchmark speed`: per-click f2D latency, f3D on its ROI, a whole accept step, peak memory.
+"""`snc benchmark speed`: per-click f2D latency, f3D on its ROI, a whole snc accept step, the default
+pipeline's accept step on a CT-sized volume, peak memory.
 
 Synthetic volumes of CT size (a bright ellipsoid in noise) so that the numbers depend on sizes, not
 data; the shipped weights when present (speed does not depend on the weights' values, but the JSON
@@ -84,6 +85,21 @@ def time_iteration(f2d, f3d, repeats=5):
     return statistics.median(f3d_times[1:]), statistics.median(step_times[1:]), list(roi.grid)
 
 
+def time_default_accepts(f2d, accepts=3) -> float:
+    """Median seconds of one click + accept + recommendation of the default pipeline (f2D + shape
+    prior with intensity evidence + cross recommender) on a 512 x 512 x 300 CT-sized volume."""
+    from ..classic import CrossRecommender, ShapePrior3D
+
+    image, truth = synthetic_volume(CT_SHAPE)
+    session = Session(image, (2.0, 0.8, 0.8), f2d, ShapePrior3D(), CrossRecommender())
+    plane, times = Plane(0, CT_SHAPE[0] // 2), []
+    for _ in range(accepts):
+        start = time.perf_counter()
+        plane = _click_and_accept(session, truth, plane)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def peak_memory_mb() -> int:
     """Peak RSS of a fresh process that clicks and accepts on a 512 x 512 x 300 CT-sized volume."""
     code = ("from SliceAndConquerLib.evaluation.benchmark_speed import _memory_run; _memory_run()")
@@ -108,6 +124,7 @@ def benchmark(threads: int = 2) -> dict:
     f3d_s, iteration_s, grid = time_iteration(f2d, f3d)
     return {"f2d_ms_512": latency_ms(f2d, 512), "f3d_s_roi": round(f3d_s, 3), "roi_shape": grid,
             "iteration_s": round(iteration_s, 3), "volume_shape": [VOLUME_SHAPE[2], VOLUME_SHAPE[1], VOLUME_SHAPE[0]],
+            "default_accept_s_ct": round(time_default_accepts(f2d), 3),
             "peak_rss_mb": peak_memory_mb(), "threads": torch.get_num_threads(), "device": "cpu",
             "weights": names}
 
