@@ -119,9 +119,12 @@ class GapRecommender:
 class CrossRecommender:
     """Without a confidence map, on all three axes: first the planes orthogonal to the first accepted
     one, through its mask's centre (each shows the target's extent along the first plane's normal),
-    then the middle of the largest unannotated stretch, in millimetres, of the target's known extent
-    on any axis. The known extent is where the accepted masks reach, but never past an accepted plane
-    that holds no target."""
+    then the middle of the unannotated stretch of the target's known extent, on any axis, that holds
+    the most voxels of the current 3D mask (ties: the longest in millimetres). The known extent is
+    where the accepted masks reach, but never past an accepted plane that holds no target.
+    Most voxels rather than most millimetres: chosen on the TRAINING manifest with perfect slices and
+    the shape prior (DSC after six slices 0.831 -> 0.843 and 0.823 -> 0.838 on its two halves, equal
+    up to the third slice): DSC is counted in voxels, and a long stretch near a tip holds few."""
 
     def recommend(self, session):
         holding = [a for a in session.accepted if a.mask.any()]
@@ -141,10 +144,14 @@ class CrossRecommender:
             lo, hi = _known_extent(holding, axis)
             lo = max([lo] + [i for i in empty if i < lo])
             hi = min([hi] + [i for i in empty if i > hi])
+            per_slice = session.mask3d.sum(axis=tuple(b for b in range(3) if b != axis))
             for a, b in _stretches(lo, hi, on_axis):
-                gap = ((b - a) * session.spacing[axis], b - a, axis, (a + b) // 2)
+                if b - a < 2:  # no slice strictly between
+                    continue
+                inside = int(per_slice[max(a + 1, 0):b].sum())
+                gap = (inside, (b - a) * session.spacing[axis], axis, (a + b) // 2)
                 best = max(best, gap) if best else gap
-        if best is None or best[1] < 2:
+        if best is None:
             return None
         return Plane(best[2], int(best[3]))
 

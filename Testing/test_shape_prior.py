@@ -100,9 +100,28 @@ def test_cross_recommender_visits_all_axes_then_the_largest_gap(toy_predictors):
         session.accept_slice(planes[-1].of(ball))
         planes.append(session.recommend())
     assert planes[1:3] == [Plane(1, 18), Plane(2, 22)]
-    # then the middle of a largest stretch: between the centre plane and the end of the ball (radius 12)
+    # then the middle of a stretch between the centre plane and the end of the ball (radius 12)
     centre = (20, 18, 22)
     assert all(abs(p.index - centre[p.axis]) in (6, 7) for p in planes[3:5]) and planes[4] != planes[3]
+
+
+def test_cross_recommender_prefers_the_stretch_holding_most_of_the_mask():
+    from types import SimpleNamespace
+
+    from SliceAndConquerLib.classic import CrossRecommender
+
+    shape = (40, 40, 40)
+    disk = np.zeros(shape[1:], bool)
+    disk[17:24, 17:24] = True                 # small on the axial plane ...
+    column = np.zeros((40, 40), bool)
+    column[:, 17:24] = True                   # ... but the target spans all 40 axial slices
+    accepted = [AcceptedSlice(Plane(0, 20), (), disk), AcceptedSlice(Plane(1, 20), (), column),
+                AcceptedSlice(Plane(2, 20), (), column)]
+    mask3d = np.zeros(shape, bool)
+    mask3d[5:15, 19:21, 19:21] = True         # little of the mask below the axial plane ...
+    mask3d[25:36, 15:25, 15:25] = True        # ... most of it above: the stretches are 21 and 20 slices
+    state = SimpleNamespace(accepted=accepted, mask3d=mask3d, spacing=(1.0, 1.0, 1.0))
+    assert CrossRecommender().recommend(state) == Plane(0, 30)
 
 
 def _ellipsoid(shape, radii):
