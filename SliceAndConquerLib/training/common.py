@@ -61,6 +61,7 @@ class Distributed:
 
     def close(self):
         if self.world > 1 and dist.is_initialized():
+            dist.barrier()  # rank 0 may still be writing weights: nobody tears the group down under it
             dist.destroy_process_group()
 
 
