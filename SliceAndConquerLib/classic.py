@@ -8,6 +8,7 @@ import cv2
 
 from .geometry import bounding_box
 from .session import Plane, Prediction3D
+from .shape_prior import MM_PER_NAT, image_prior
 
 
 class GrabCut2D:
@@ -70,14 +71,11 @@ class ShapePrior3D:
     (f3D's ROI rule) is computed: the prior is never positive outside it."""
     name = "shape-prior"
 
-    def __init__(self, mm_per_nat: float | None = None):
-        from .shape_prior import MM_PER_NAT
-
-        self.mm_per_nat = MM_PER_NAT if mm_per_nat is None else mm_per_nat
+    def __init__(self, mm_per_nat: float = MM_PER_NAT):
+        self.mm_per_nat = mm_per_nat
 
     def predict(self, image, spacing, previous, accepted):
         from .models.roi import roi_for
-        from .shape_prior import image_prior
 
         roi = roi_for(image.shape, spacing, None, accepted)
         mask = np.array(previous, bool)

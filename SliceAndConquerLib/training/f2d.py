@@ -131,19 +131,19 @@ def train(args) -> Path:
     streams = {"clicks": np.random.default_rng(seed), "start": 0}
     volumes = TrainingVolumes(args.manifest)
     sampler = SliceSampler(None, seed=seed, volumes=volumes)
-    # Workers are spawned, not forked: a child forked after OpenCV's thread pool ran can hang.
-    spawn = torch.multiprocessing.get_context("spawn")
-    curriculum_flag = spawn.Value("b", 0)
 
     def next_batch(curriculum):
         if not args.workers:
             return make_batch([sampler.sample() for _ in range(args.batch)], streams["clicks"], curriculum)
-        curriculum_flag.value = curriculum
         if "loader" not in streams:  # started at the first step, after a resume has set the start step
-            batches = WorkerBatches(volumes, args.batch, seed, streams["start"], curriculum_flag)
+            # Workers are spawned, not forked: a child forked after OpenCV's thread pool ran can hang.
+            spawn = torch.multiprocessing.get_context("spawn")
+            streams["curriculum"] = spawn.Value("b", curriculum)
+            batches = WorkerBatches(volumes, args.batch, seed, streams["start"], streams["curriculum"])
             streams["loader"] = iter(torch.utils.data.DataLoader(
                 batches, batch_size=None, num_workers=args.workers, collate_fn=_as_is,
                 worker_init_fn=_one_thread, prefetch_factor=4, multiprocessing_context=spawn))
+        streams["curriculum"].value = curriculum
         return next(streams["loader"])
 
     def step(net, optimizer, progress):
