@@ -117,12 +117,13 @@ class GapRecommender:
 class CrossRecommender:
     """Without a confidence map, on all three axes: first the planes orthogonal to the first accepted
     one, through its mask's centre (each shows the target's extent along the first plane's normal),
-    then the middle of the unannotated stretch of the target's known extent, on any axis, that holds
-    the most voxels of the current 3D mask (ties: the longest in millimetres). The known extent is
-    where the accepted masks reach, but never past an accepted plane that holds no target.
-    Most voxels rather than most millimetres: chosen on the TRAINING manifest with perfect slices and
-    the shape prior (DSC after six slices 0.831 -> 0.843 and 0.823 -> 0.838 on its two halves, equal
-    up to the third slice): DSC is counted in voxels, and a long stretch near a tip holds few."""
+    then the slice, on any axis, whose voxels of the current 3D mask lie farthest from every accepted
+    plane: the most sum of squared millimetres to the nearest accepted plane (of any axis). Far from
+    all planes the prior is a guess; DSC is counted in voxels, so a slice through much of the mask wins
+    over a long stretch near a tip. Chosen on the TRAINING manifest with perfect slices and the image
+    prior (DSC after six slices, its two halves): 0.844 / 0.838 when bisecting the unannotated
+    stretch that holds most mask voxels, 0.860 / 0.859 with this rule (distances not squared: 0.847 /
+    0.846; keeping 2 slices clear of accepted planes: 0.851 / 0.852); equal up to the third slice."""
 
     def recommend(self, session):
         holding = [a for a in session.accepted if a.mask.any()]
@@ -135,23 +136,23 @@ class CrossRecommender:
             centre = dict(zip(in_plane, (float(np.mean(c)) for c in np.nonzero(first.mask))))
             axis = next(a for a in in_plane if a not in axes_done)
             return Plane(axis, int(round(centre[axis])))
-        best = None
-        for axis in range(3):
-            on_axis = [a.plane.index for a in session.accepted if a.plane.axis == axis]
-            empty = [a.plane.index for a in session.accepted if a.plane.axis == axis and not a.mask.any()]
-            lo, hi = _known_extent(holding, axis)
-            lo = max([lo] + [i for i in empty if i < lo])
-            hi = min([hi] + [i for i in empty if i > hi])
-            per_slice = session.mask3d.sum(axis=tuple(b for b in range(3) if b != axis))
-            for a, b in _stretches(lo, hi, on_axis):
-                if b - a < 2:  # no slice strictly between
-                    continue
-                inside = int(per_slice[max(a + 1, 0):b].sum())
-                gap = (inside, (b - a) * session.spacing[axis], axis, (a + b) // 2)
-                best = max(best, gap) if best else gap
-        if best is None:
+        box = bounding_box(session.mask3d)
+        if box is None:
             return None
-        return Plane(best[2], int(best[3]))
+        squared_mm = np.full([b.stop - b.start for b in box], np.inf, np.float32)
+        for axis, span in enumerate(box):
+            planes = np.array([a.plane.index for a in session.accepted if a.plane.axis == axis])
+            if len(planes):
+                along = np.arange(span.start, span.stop)
+                nearest = np.abs(along[:, None] - planes[None]).min(axis=1) * session.spacing[axis]
+                squared_mm = np.minimum(squared_mm, np.expand_dims(
+                    nearest ** 2, tuple(b for b in range(3) if b != axis)).astype(np.float32))
+        weighted = np.where(session.mask3d[box], squared_mm, 0)
+        scores = [weighted.sum(axis=tuple(b for b in range(3) if b != axis)) for axis in range(3)]
+        axis = int(np.argmax([s.max() for s in scores]))
+        if scores[axis].max() <= 0:
+            return None
+        return Plane(axis, box[axis].start + int(np.argmax(scores[axis])))
 
 
 def _stretches(lo, hi, planes):
@@ -160,16 +161,3 @@ def _stretches(lo, hi, planes):
     taken = sorted({i for i in planes if lo <= i <= hi})
     edges = ([lo - 1] if lo not in taken else []) + taken + ([hi + 1] if hi not in taken else [])
     return list(zip(edges[:-1], edges[1:]))
-
-
-def _known_extent(holding, axis):
-    """(first, last) index along `axis` that the accepted masks with target reach."""
-    reach = []
-    for entry in holding:
-        if entry.plane.axis == axis:
-            reach.append(entry.plane.index)
-            continue
-        in_plane = [a for a in range(3) if a != entry.plane.axis]
-        present = np.nonzero(entry.mask)[in_plane.index(axis)]
-        reach += [int(present.min()), int(present.max())]
-    return min(reach), max(reach)

@@ -88,7 +88,7 @@ def test_shape_prior_predictor_on_three_planes():
     assert dice(result.mask, ball) > 0.85  # the off-centre planes overshoot a little beyond 14 and 26
 
 
-def test_cross_recommender_visits_all_axes_then_the_largest_gap(toy_predictors):
+def test_cross_recommender_visits_all_axes_then_slices_far_from_them(toy_predictors):
     from SliceAndConquerLib.classic import CrossRecommender
     from SliceAndConquerLib.session import Session
 
@@ -100,28 +100,28 @@ def test_cross_recommender_visits_all_axes_then_the_largest_gap(toy_predictors):
         session.accept_slice(planes[-1].of(ball))
         planes.append(session.recommend())
     assert planes[1:3] == [Plane(1, 18), Plane(2, 22)]
-    # then the middle of a stretch between the centre plane and the end of the ball (radius 12)
+    # then slices away from the centre planes, on both sides (the ball is symmetric about them)
     centre = (20, 18, 22)
-    assert all(abs(p.index - centre[p.axis]) in (6, 7) for p in planes[3:5]) and planes[4] != planes[3]
+    offsets = [p.index - centre[p.axis] for p in planes[3:5]]
+    assert all(4 <= abs(o) <= 8 for o in offsets) and offsets[0] * offsets[1] < 0
 
 
-def test_cross_recommender_prefers_the_stretch_holding_most_of_the_mask():
+def test_cross_recommender_prefers_mask_far_from_every_plane():
     from types import SimpleNamespace
 
     from SliceAndConquerLib.classic import CrossRecommender
 
     shape = (40, 40, 40)
-    disk = np.zeros(shape[1:], bool)
-    disk[17:24, 17:24] = True                 # small on the axial plane ...
-    column = np.zeros((40, 40), bool)
-    column[:, 17:24] = True                   # ... but the target spans all 40 axial slices
-    accepted = [AcceptedSlice(Plane(0, 20), (), disk), AcceptedSlice(Plane(1, 20), (), column),
-                AcceptedSlice(Plane(2, 20), (), column)]
+    full = np.ones((40, 40), bool)
+    accepted = [AcceptedSlice(Plane(axis, 20), (), full) for axis in range(3)]
     mask3d = np.zeros(shape, bool)
-    mask3d[5:15, 19:21, 19:21] = True         # little of the mask below the axial plane ...
-    mask3d[25:36, 15:25, 15:25] = True        # ... most of it above: the stretches are 21 and 20 slices
+    mask3d[21:23, 5:15, 5:15] = True          # 200 voxels, 1-2 mm from the axial plane
+    mask3d[28:36, 30:34, 31:34] = True        # 96 voxels, 8-15 mm from every plane
     state = SimpleNamespace(accepted=accepted, mask3d=mask3d, spacing=(1.0, 1.0, 1.0))
-    assert CrossRecommender().recommend(state) == Plane(0, 30)
+    # the far block; of its slices, the one on axis 2 holds the most of it (8 x 4 voxels)
+    assert CrossRecommender().recommend(state) == Plane(2, 33)
+    mask3d[28:36, 30:34, 31:34] = False
+    assert CrossRecommender().recommend(state) == Plane(0, 22)
 
 
 def _ellipsoid(shape, radii):
