@@ -63,9 +63,10 @@ def _fall_off(distance_mm: np.ndarray, radius: float) -> np.ndarray:
     return np.where(d <= radius, within, d)
 
 
-def shape_prior(accepted, shape, spacing, box=None, power: float = BLEND_POWER) -> tuple[np.ndarray, np.ndarray]:
+def shape_prior(accepted, shape, spacing, box=None, power: float = BLEND_POWER,
+                fall_off: float = FALL_OFF_SCALE) -> tuple[np.ndarray, np.ndarray]:
     """(signed distance in mm, support) on `box` of a volume of `shape` (the whole volume when None);
-    `power` of the inverse-distance blend of the axes."""
+    `power` of the inverse-distance blend of the axes, `fall_off` the FALL_OFF_SCALE."""
     box = tuple(slice(0, n) for n in shape) if box is None else box
     size = tuple(b.stop - b.start for b in box)
     spacing = np.asarray(spacing, float)
@@ -81,7 +82,7 @@ def shape_prior(accepted, shape, spacing, box=None, power: float = BLEND_POWER) 
         crop = tuple(box[a] for a in in_plane)
         full = {i: signed_distance(m, sampling) for i, m in sorted(masks.items())}
         maps = {i: d[crop] for i, d in full.items()}
-        radius = {i: FALL_OFF_SCALE * float(full[i].max()) for i, m in masks.items() if m.any()}
+        radius = {i: fall_off * float(full[i].max()) for i, m in masks.items() if m.any()}
         if not radius:
             continue
         largest = max(radius.values())
@@ -160,9 +161,10 @@ def prior_mask(accepted, shape, spacing, box=None) -> np.ndarray:
     return shape_prior(accepted, shape, spacing, box)[0] > 0
 
 
-def prior_or_previous(accepted, spacing, previous: np.ndarray, box=None, power: float = BLEND_POWER) -> np.ndarray:
+def prior_or_previous(accepted, spacing, previous: np.ndarray, box=None, power: float = BLEND_POWER,
+                      fall_off: float = FALL_OFF_SCALE) -> np.ndarray:
     """On `box`: the prior where it has support, the previous 3D result (or an existing mask)
     elsewhere, so that work far from every accepted plane is kept."""
     box = tuple(slice(0, n) for n in previous.shape) if box is None else box
-    distance, support = shape_prior(accepted, previous.shape, spacing, box, power)
+    distance, support = shape_prior(accepted, previous.shape, spacing, box, power, fall_off)
     return np.where(support, distance > 0, previous[box])

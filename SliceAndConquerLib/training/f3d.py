@@ -25,7 +25,7 @@ from ..models.predictor3d import roi_inputs, to_grid
 from ..models.roi import GRID, roi_for
 from ..models.weights import load_state
 from ..session import AcceptedSlice, Plane
-from ..shape_prior import BLEND_POWER
+from ..shape_prior import BLEND_POWER, FALL_OFF_SCALE
 from .common import RESTART_AT, Job, run, setup
 from .losses import batch_iou, logit_norm, normalized_focal_loss
 from .sampler import TrainingVolumes
@@ -127,7 +127,8 @@ def train(args) -> Path:
         streams["rng"] = np.random.default_rng([seed, at_step])
 
     arch = {"width": args.width, "mask_attention": not args.no_mask_attention}
-    job = Job("f3d", model, {"arch": arch, "grid": GRID, "tau": args.tau, "prior_power": BLEND_POWER}, step, reseed, {
+    job = Job("f3d", model, {"arch": arch, "grid": GRID, "tau": args.tau, "prior_power": BLEND_POWER,
+                               "prior_fall_off": FALL_OFF_SCALE}, step, reseed, {
         "architecture": f"F3D(width={args.width}, mask_attention={not args.no_mask_attention}): f2D with "
                         "Mean-ACS convolutions, guidance path, mask attention, two-class LogitNorm head",
         "transfer": None if (args.no_transfer or not args.init_2d) else str(args.init_2d),
