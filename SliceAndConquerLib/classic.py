@@ -81,7 +81,7 @@ class ShapePrior3D:
         mask = np.array(previous, bool)
         if roi is not None:
             prior, support = image_prior(image, accepted, spacing, roi.box, self.mm_per_nat)
-            mask[roi.box] = np.where(support, prior, mask[roi.box])
+            mask[roi.box] = np.where(support, prior, mask[roi.box] | prior)
         return Prediction3D(mask)
 
 

@@ -91,6 +91,17 @@ def test_shape_prior_predictor_on_three_planes():
     assert dice(result.mask, ball) > 0.85  # the off-centre planes overshoot a little beyond 14 and 26
 
 
+def test_beyond_the_inscribed_radius_the_prior_adds_and_keeps():
+    ball = make_sphere((40, 40, 40), radius=10)
+    existing = np.zeros(ball.shape, bool)
+    existing[7:9, 2:5, 2:5] = True  # 11-13 mm from the plane, beyond r = 10, where the prior says "outside"
+    given = prior_or_previous([_accept(ball, 0, 20)], (1, 1, 1), existing)
+    assert given[7:9, 2:5, 2:5].all()          # kept
+    assert given[8, 20, 20] and not existing[8, 20, 20]   # the deeper guess fills where nothing was
+    inside = prior_or_previous([_accept(ball, 0, 20)], (1, 1, 1), ~ball)
+    assert inside[20, 20, 20] and not inside[14, 2, 2]   # within r (6 mm) the prior replaces
+
+
 def test_cross_recommender_visits_all_axes_then_slices_far_from_them(toy_predictors):
     from SliceAndConquerLib.classic import CrossRecommender
     from SliceAndConquerLib.session import Session
