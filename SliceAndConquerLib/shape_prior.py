@@ -34,7 +34,6 @@ from collections import defaultdict
 import numpy as np
 from scipy import ndimage
 
-from .session import guidance_volumes
 
 OUTSIDE_MM = -1e3   # the map far from every accepted plane
 BLEND_POWER = 4     # inverse-distance weighting of the axes
@@ -155,9 +154,20 @@ def image_prior(image: np.ndarray, accepted, spacing, box=None,
     bins = np.clip((image[box] * INTENSITY_BINS).astype(np.intp), 0, INTENSITY_BINS - 1)
     mask = distance + mm_per_nat * ratio[bins] > 0
     labels, _ = ndimage.label(mask)
-    seeds = guidance_volumes(accepted, image.shape, box)[2] > 0
-    keep = np.unique(labels[seeds & mask])
+    keep = np.unique(labels[_accepted_target(accepted, box) & mask])
     return np.isin(labels, keep[keep > 0]), support
+
+
+def _accepted_target(accepted, box) -> np.ndarray:
+    """The accepted planes' target voxels on `box`."""
+    seeds = np.zeros([b.stop - b.start for b in box], bool)
+    for entry in accepted:
+        axis, index = entry.plane.axis, entry.plane.index
+        if box[axis].start <= index < box[axis].stop:
+            where = [slice(None)] * 3
+            where[axis] = index - box[axis].start
+            seeds[tuple(where)] |= entry.mask[tuple(box[a] for a in range(3) if a != axis)]
+    return seeds
 
 
 def prior_mask(accepted, shape, spacing, box=None) -> np.ndarray:
