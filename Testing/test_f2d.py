@@ -226,21 +226,3 @@ def test_shipped_model_segments_a_bright_disk_from_one_click():
     predictor = load_f2d(shipped("f2d"), "cpu")
     mask = predictor.predict(image, np.zeros_like(truth), [Click(80, 80, True)], (1.0, 1.0))
     assert dice(mask, truth) > 0.9
-
-
-def test_a_lone_first_click_uses_the_lower_threshold():
-    from SliceAndConquerLib.models.predictor2d import FIRST_CLICK_THRESHOLD, Network2D
-
-    class Unsure(Network2D):  # the real predictor's window and paste, a network that says 0.45 everywhere
-        def probabilities(self, window, image2d, previous, clicks):
-            return np.full((self.size, self.size), 0.45, np.float32)
-
-    assert FIRST_CLICK_THRESHOLD < 0.45 < 0.5
-    predictor = Unsure(F2D(width=4), "cpu")
-    image, empty = np.zeros((100, 100), np.float32), np.zeros((100, 100), bool)
-    first = predictor.predict(image, empty, [Click(50, 50, True)], (1.0, 1.0))
-    assert first[50, 50]
-    later = predictor.predict(image, first, [Click(50, 50, True), Click(5, 5, False)], (1.0, 1.0))
-    assert not later.any()
-    on_a_prior = predictor.predict(image, first, [Click(50, 50, True)], (1.0, 1.0))  # a slice's previous mask
-    assert not on_a_prior.any()

@@ -9,12 +9,6 @@ from .f2d import F2D, INPUT_SIZE
 from .weights import load_state, pick_device
 from .window import MAX_GROWS, MIN_MASK_FRACTION, Window, touches_border, window_for
 
-# A lone first click leaves the network unsure how far the target goes, and it under-segments (median
-# predicted/true area 0.65 on val); a lower threshold for that click alone was chosen on the TRAINING
-# manifest's largest slices (DSC after 1/2/3 clicks 0.579/0.703/0.768 at 0.5, 0.602/0.709/0.772 at
-# 0.4, 0.612/0.711/0.774 at 0.35); 0.4 because 0.3 lost 0.03 after the second click on validation.
-FIRST_CLICK_THRESHOLD = 0.4
-
 
 def load_f2d(weights, device: str = "auto") -> "Network2D":
     saved = load_state(weights)
@@ -53,11 +47,10 @@ class Network2D:
 
     def predict(self, image2d, previous, clicks, spacing2d):
         previous = np.asarray(previous, bool)
-        threshold = FIRST_CLICK_THRESHOLD if len(clicks) == 1 and not previous.any() else 0.5
         window = window_for(previous, clicks, spacing2d)
         for attempt in range(MAX_GROWS + 1):
             prob = self.probabilities(window, image2d, previous, clicks)
-            mask = prob > threshold
+            mask = prob > 0.5
             # Grow when the mask reaches the window's border, or when the first positive click produced
             # (almost) nothing: the target may fill the whole window, which then shows no border.
             vanished = not previous.any() and any(c.positive for c in clicks) and \
@@ -66,4 +59,4 @@ class Network2D:
                     not (touches_border(mask, window, previous.shape) or vanished):
                 break
             window = window.grown()
-        return window.paste(prob, previous.shape, fill=previous.astype(np.float32)) > threshold
+        return window.paste(prob, previous.shape, fill=previous.astype(np.float32)) > 0.5
