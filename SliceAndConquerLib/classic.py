@@ -8,7 +8,7 @@ import cv2
 
 from .geometry import bounding_box
 from .session import Plane, Prediction3D
-from .shape_prior import MM_PER_NAT, image_prior
+from .shape_prior import MM_PER_NAT, beyond_support, image_prior
 
 
 class GrabCut2D:
@@ -81,7 +81,7 @@ class ShapePrior3D:
         mask = np.array(previous, bool)
         if roi is not None:
             prior, support = image_prior(image, accepted, spacing, roi.box, self.mm_per_nat)
-            mask[roi.box] = np.where(support, prior, mask[roi.box] | prior)
+            mask[roi.box] = np.where(support, prior, beyond_support(prior, mask[roi.box]))
         return Prediction3D(mask)
 
 

@@ -91,15 +91,17 @@ def test_shape_prior_predictor_on_three_planes():
     assert dice(result.mask, ball) > 0.85  # the off-centre planes overshoot a little beyond 14 and 26
 
 
-def test_beyond_the_inscribed_radius_the_prior_adds_and_keeps():
+def test_beyond_the_inscribed_radius_an_existing_mask_stays_and_an_empty_one_takes_the_guess():
     ball = make_sphere((40, 40, 40), radius=10)
+    accepted = [_accept(ball, 0, 20)]
     existing = np.zeros(ball.shape, bool)
     existing[7:9, 2:5, 2:5] = True  # 11-13 mm from the plane, beyond r = 10, where the prior says "outside"
-    given = prior_or_previous([_accept(ball, 0, 20)], (1, 1, 1), existing)
-    assert given[7:9, 2:5, 2:5].all()          # kept
-    assert given[8, 20, 20] and not existing[8, 20, 20]   # the deeper guess fills where nothing was
-    inside = prior_or_previous([_accept(ball, 0, 20)], (1, 1, 1), ~ball)
-    assert inside[20, 20, 20] and not inside[14, 2, 2]   # within r (6 mm) the prior replaces
+    given = prior_or_previous(accepted, (1, 1, 1), existing)
+    assert given[7:9, 2:5, 2:5].all() and not given[8, 20, 20]   # kept as it was
+    fresh = prior_or_previous(accepted, (1, 1, 1), np.zeros_like(ball))
+    assert fresh[8, 20, 20] and not fresh[8, 2, 2]                # the deeper guess (to ~15 mm)
+    inside = prior_or_previous(accepted, (1, 1, 1), ~ball)
+    assert inside[20, 20, 20] and not inside[14, 2, 2]            # within r (6 mm) the prior replaces
 
 
 def test_cross_recommender_visits_all_axes_then_slices_far_from_them(toy_predictors):
