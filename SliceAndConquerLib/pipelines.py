@@ -82,7 +82,7 @@ if shipped("f2d") is not None and shipped("f3d") is not None:
     PIPELINES["snc-random-next"] = (snc_random_next_session, "snc with a random valid next slice (ablation)")
 
 # Measured on the validation manifest (README, Benchmarks): f2d-prior leads f2d-fbs at every
-# iteration (0.46 vs 0.10 after one slice, 0.737 vs 0.652 after six) and snc from the second slice on
+# iteration (0.49 vs 0.10 after one slice, 0.751 vs 0.652 after six) and snc at every iteration
 # (0.723 after six) at a third of the time per accept, so f2d-prior is the default and snc stays
 # available by name.
 PREFERENCE = ("f2d-prior", "f2d-fbs", "snc", "grabcut-fbs")
