@@ -78,7 +78,7 @@ def shape_prior(accepted, shape, spacing, box=None, power: float = BLEND_POWER,
     for entry in accepted:  # a plane accepted twice keeps its latest mask
         by_axis[entry.plane.axis][entry.plane.index] = entry.mask
     total = np.zeros(size, np.float32)
-    weights = np.zeros(size, np.float32)
+    weights = []  # per axis, its blend weight along that axis (broadcastable to the box)
     support = np.zeros(size, bool)
     for axis, masks in by_axis.items():
         in_plane = [a for a in range(3) if a != axis]
@@ -100,6 +100,7 @@ def shape_prior(accepted, shape, spacing, box=None, power: float = BLEND_POWER,
         estimate = np.empty((len(positions),) + maps[planes[0]].shape, np.float32)
         covered = np.zeros(len(positions), bool)
         nearest_mm = np.array([min(abs(z - p) for p in planes) for z in positions]) * spacing[axis]
+        weight = (1.0 / (1.0 + nearest_mm) ** power).astype(np.float32)
         for n, z in enumerate(positions):
             after = next((p for p in planes if p >= z), None)
             before = next((p for p in reversed(planes) if p <= z), None)
@@ -112,14 +113,15 @@ def shape_prior(accepted, shape, spacing, box=None, power: float = BLEND_POWER,
                 distance_mm = abs(z - end) * spacing[axis]
                 estimate[n] = maps[end] - _fall_off(distance_mm, radius[end])
                 covered[n] = distance_mm <= radius[end] / fall_off  # the inscribed radius
+            estimate[n] *= weight[n]  # weighted slice by slice: no full-size temporaries
         along = tuple(a for a in range(3) if a != axis)
-        weight = np.expand_dims(1.0 / (1.0 + nearest_mm) ** power, along).astype(np.float32)
-        total += weight * np.moveaxis(estimate, 0, axis)
-        weights += weight
+        total += np.moveaxis(estimate, 0, axis)
+        weights.append(np.expand_dims(weight, along))
         support |= np.expand_dims(covered, along)
-    if not weights.any():
+    if not weights:
         return np.full(size, OUTSIDE_MM, np.float32), support
-    return total / np.maximum(weights, 1e-12), support
+    total /= np.maximum(sum(weights), np.float32(1e-12))
+    return total, support
 
 
 def intensity_log_ratio(image: np.ndarray, accepted) -> np.ndarray | None:
@@ -153,8 +155,10 @@ def image_prior(image: np.ndarray, accepted, spacing, box=None,
     if ratio is None:
         return distance > 0, support
     box = tuple(slice(0, n) for n in image.shape) if box is None else box
-    bins = np.clip((image[box] * INTENSITY_BINS).astype(np.intp), 0, INTENSITY_BINS - 1)
-    mask = distance + mm_per_nat * ratio[bins] > 0
+    scaled = image[box] * np.float32(INTENSITY_BINS)  # float32, uint8 and in-place: the box is large
+    np.clip(scaled, 0, INTENSITY_BINS - 1, out=scaled)
+    distance += (mm_per_nat * ratio).astype(np.float32)[scaled.astype(np.uint8)]
+    mask = distance > 0
     labels, _ = ndimage.label(mask)
     keep = np.unique(labels[_accepted_target(accepted, box) & mask])
     return np.isin(labels, keep[keep > 0]), support
