@@ -8,7 +8,7 @@ import cv2
 
 from .geometry import bounding_box
 from .session import Plane, Prediction3D
-from .shape_prior import MM_PER_NAT, beyond_support, image_prior
+from .shape_prior import MM_PER_NAT, beyond_support, image_prior, plane_distance_mm
 
 
 class GrabCut2D:
@@ -141,10 +141,9 @@ class CrossRecommender:
             return None
         squared_mm = np.full([b.stop - b.start for b in box], np.inf, np.float32)
         for axis, span in enumerate(box):
-            planes = np.array([a.plane.index for a in session.accepted if a.plane.axis == axis])
-            if len(planes):
-                along = np.arange(span.start, span.stop)
-                nearest = np.abs(along[:, None] - planes[None]).min(axis=1) * session.spacing[axis]
+            planes = [a.plane.index for a in session.accepted if a.plane.axis == axis]
+            if planes:
+                nearest = plane_distance_mm(np.arange(span.start, span.stop), planes, session.spacing[axis])
                 squared_mm = np.minimum(squared_mm, np.expand_dims(
                     nearest ** 2, tuple(b for b in range(3) if b != axis)).astype(np.float32))
         weighted = np.where(session.mask3d[box], squared_mm, 0)

@@ -67,6 +67,12 @@ def _fall_off(distance_mm: np.ndarray, radius: float) -> np.ndarray:
     return np.where(d <= radius, within, d)
 
 
+def plane_distance_mm(positions, planes, step_mm: float) -> np.ndarray:
+    """For each slice index in `positions` along an axis, millimetres to the nearest of `planes`
+    (indices on that axis)."""
+    return np.abs(np.asarray(positions)[:, None] - np.asarray(planes)[None]).min(axis=1) * step_mm
+
+
 def shape_prior(accepted, shape, spacing, box=None, power: float = BLEND_POWER,
                 fall_off: float = FALL_OFF_SCALE) -> tuple[np.ndarray, np.ndarray]:
     """(signed distance in mm, support) on `box` of a volume of `shape` (the whole volume when None);
@@ -99,7 +105,7 @@ def shape_prior(accepted, shape, spacing, box=None, power: float = BLEND_POWER,
         positions = np.arange(box[axis].start, box[axis].stop)
         estimate = np.empty((len(positions),) + maps[planes[0]].shape, np.float32)
         covered = np.zeros(len(positions), bool)
-        nearest_mm = np.array([min(abs(z - p) for p in planes) for z in positions]) * spacing[axis]
+        nearest_mm = plane_distance_mm(positions, planes, spacing[axis])
         weight = (1.0 / (1.0 + nearest_mm) ** power).astype(np.float32)
         for n, z in enumerate(positions):
             after = next((p for p in planes if p >= z), None)
