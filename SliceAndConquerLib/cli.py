@@ -178,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     f2d.add_argument("--batch", type=int, default=16)
     f2d.add_argument("--lr", type=float, default=3e-4)
     f2d.add_argument("--width", type=int, default=16, help="network width (channels at 1/2 resolution)")
+    f2d.add_argument("--init", type=Path, help="fine-tune: start from these trained f2D weights (their "
+                     "width; checksum verified) instead of a fresh network")
     f2d.add_argument("--seed", type=int, default=0)
     f2d.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     f2d.add_argument("--threads", type=int, help="CPU threads per process")

@@ -161,6 +161,16 @@ def test_train_command_resumes_and_writes_a_model_card(tmp_path):
     card = json.loads((tmp_path / "run" / "f2d.json").read_text())
     assert card["steps"] == 4 and card["command"].startswith("snc train f2d")
     load_f2d(tmp_path / "run" / "f2d.pt")  # checksum matches
+    # Fine-tuning starts from the trained weights in their own width (lr 0: nothing moves).
+    tuned = tmp_path / "tuned"
+    assert main(["train", "f2d", "--manifest", str(manifest), "--out", str(tuned), "--batch", "2",
+                 "--width", "16", "--threads", "1", "--steps", "1", "--lr", "0",
+                 "--init", str(tmp_path / "run" / "f2d.pt")]) == 0
+    before, after = load_f2d(tmp_path / "run" / "f2d.pt").model, load_f2d(tuned / "f2d.pt").model
+    assert after.image_conv.out_channels == 8
+    assert all(torch.equal(a, b) for a, b in zip(before.state_dict().values(), after.state_dict().values()))
+    card = json.loads((tuned / "f2d.json").read_text())
+    assert card["init"]["sha256"] == json.loads((tmp_path / "run" / "f2d.json").read_text())["sha256"]
 
 
 def test_training_pack_holds_the_same_volumes_and_trains_with_workers(tmp_path):

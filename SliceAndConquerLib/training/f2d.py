@@ -18,6 +18,7 @@ from scipy import ndimage
 
 from ..clicks import Click, disk_maps, next_click
 from ..models.f2d import F2D, INPUT_SIZE
+from ..models.weights import load_state, sha256
 from .common import RESTART_AT, Job, run, setup
 from .losses import batch_iou, normalized_focal_loss
 from .sampler import SliceSampler, TrainingVolumes
@@ -158,8 +159,17 @@ def train(args) -> Path:
         sampler.rng = np.random.default_rng([seed, at_step, 1])
 
     arch = {"width": args.width}
-    job = Job("f2d", F2D(**arch), {"arch": arch, "input_size": INPUT_SIZE}, step, reseed, {
-        "architecture": f"F2D(width={args.width}), input {INPUT_SIZE}x{INPUT_SIZE}",
+    model = F2D(**arch)
+    start = None
+    if getattr(args, "init", None):  # fine-tuning: the trained network's own architecture and weights
+        saved = load_state(args.init)
+        arch = saved["config"].get("arch", arch)
+        model = F2D(**arch)
+        model.load_state_dict(saved["state_dict"])
+        start = {"weights": str(args.init), "sha256": sha256(args.init)}
+    job = Job("f2d", model, {"arch": arch, "input_size": INPUT_SIZE}, step, reseed, {
+        "architecture": f"F2D(width={arch['width']}), input {INPUT_SIZE}x{INPUT_SIZE}",
+        "init": start,
         "data": {"manifest": str(args.manifest), "targets": len(sampler.targets),
                  "split": "train.json of `snc data fetch` (validation subjects ts-ct and colin27 excluded)",
                  "synthetic_fraction": sampler.synthetic_fraction},
