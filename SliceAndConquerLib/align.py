@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from .geometry import bounding_box
+from .session import Plane
 
 GAMMA = 0.25        # the correction reaches 3 slices on each side
 MARGIN = 8          # pixels of context around the two masks for the flow
@@ -48,8 +49,6 @@ def align_to_accepted(mask3d: np.ndarray, accepted, gamma: float = GAMMA) -> np.
             position = index + k
             if not 0 <= position < out.shape[axis] or alpha == 0:
                 continue
-            where = [slice(None)] * 3
-            where[axis] = position
-            plane = out[tuple(where)]
+            plane = out[Plane(axis, position).where]
             plane[box] = _warp(plane[box], alpha * flow)
     return out
