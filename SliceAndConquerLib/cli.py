@@ -180,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     f2d.add_argument("--width", type=int, default=16, help="network width (channels at 1/2 resolution)")
     f2d.add_argument("--init", type=Path, help="fine-tune: start from these trained f2D weights (their "
                      "width; checksum verified) instead of a fresh network")
+    f2d.add_argument("--loop-starts", type=float, default=0.0, help="fraction of samples that start from a "
+                     "prior-like previous mask (as the loop's later slices do)")
     f2d.add_argument("--seed", type=int, default=0)
     f2d.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     f2d.add_argument("--threads", type=int, help="CPU threads per process")

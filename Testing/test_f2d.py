@@ -91,6 +91,26 @@ def test_simulated_clicks_land_in_the_error_region():
     assert click.positive and truths[0][click.row, click.col] and not pred[click.row, click.col]
 
 
+def test_loop_starts_give_prior_like_previous_masks():
+    """--loop-starts: that share of samples starts from a previous mask as rough as the shape prior's
+    (DSC ~0.6), the mild corruption stays near the truth; clicks still land in the error."""
+    from SliceAndConquerLib.metrics import dice
+
+    rng = np.random.default_rng(0)
+    truth = np.pad(make_sphere((1, 64, 64), radius=20)[0], (INPUT_SIZE - 64) // 2)
+    samples = [(np.zeros((INPUT_SIZE, INPUT_SIZE), np.float32), truth, 1.0)] * 40
+    _, truths, previous, clicks, _ = make_batch(samples, rng, curriculum=False, loop_starts=0.6)
+    scores = [dice(p, t) for p, t in zip(previous, truths) if p.any()]
+    assert 24 <= len(scores) <= 40
+    assert 0.3 < np.mean(scores) < 0.85
+    for t, p, cs in zip(truths, previous, clicks):
+        if p.any() and (p != t).any():
+            error = (t & ~p) if cs[0].positive else (p & ~t)
+            assert error[cs[0].row, cs[0].col]
+    _, _, previous, _, _ = make_batch(samples, np.random.default_rng(0), curriculum=False)
+    assert sum(p.any() for p in previous) < 20  # the default recipe: a fifth start from a mask
+
+
 def test_training_steps_lower_the_loss_on_a_toy_batch():
     torch.manual_seed(0)
     rng = np.random.default_rng(0)

@@ -61,12 +61,44 @@ def _first_clicks(mask, previous, rng, extra_prob):
     return clicks
 
 
-def make_batch(samples, rng, curriculum: bool):
-    """Tensors for one batch plus each sample's clicks (lists) and ground truth (numpy)."""
+def _prior_like(mask, rng):
+    """What the shape prior offers on a slice far from the accepted planes (a start mask of DSC
+    ~0.6 in the loop, much worse than `_corrupt`): the ground truth rotated, rescaled per axis
+    (0.75-1.25) about its centre and shifted, eroded or dilated, and at times cut by a line."""
+    rows, cols = np.nonzero(mask)
+    if not len(rows):
+        return mask.copy()
+    centre = np.array([cols.mean(), rows.mean()])
+    angle = np.deg2rad(rng.uniform(-20, 20))
+    rotate = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    linear = rotate @ np.diag(rng.uniform(0.75, 1.25, size=2))
+    offset = centre + rng.uniform(-0.1, 0.1, size=2) * mask.shape[0] - linear @ centre
+    out = cv2.warpAffine(mask.astype(np.uint8), np.hstack([linear, offset[:, None]]), mask.shape[::-1],
+                         flags=cv2.INTER_NEAREST).astype(bool)
+    iterations = int(rng.integers(0, 6))
+    if iterations:
+        out = ndimage.binary_dilation(out, iterations=iterations) if rng.random() < 0.5 else \
+            ndimage.binary_erosion(out, iterations=iterations)
+    if rng.random() < 0.3:  # a lobe the interpolation missed
+        direction = rng.normal(size=2)
+        yy, xx = np.mgrid[: mask.shape[0], : mask.shape[1]]
+        reach = rng.uniform(0.2, 0.8) * np.sqrt(mask.sum() / np.pi)
+        out &= (xx - centre[0]) * direction[0] + (yy - centre[1]) * direction[1] < reach * np.linalg.norm(direction)
+    return out
+
+
+def make_batch(samples, rng, curriculum: bool, loop_starts: float = 0.0):
+    """Tensors for one batch plus each sample's clicks (lists) and ground truth (numpy). A fifth of
+    the samples start from a mildly corrupted ground truth, `loop_starts` of them from a prior-like
+    one (see `_prior_like`), the rest from nothing."""
     extra_prob = 0.15 if curriculum else 0.3
     images = torch.from_numpy(np.stack([s[0] for s in samples]))[:, None]
     truths = [s[1] for s in samples]
-    previous = [(_corrupt(t, rng) if rng.random() < 0.2 else np.zeros_like(t)) for t in truths]
+    previous = []
+    for truth in truths:
+        draw = rng.random()
+        previous.append(_corrupt(truth, rng) if draw < 0.2 else
+                        _prior_like(truth, rng) if draw < 0.2 + loop_starts else np.zeros_like(truth))
     clicks = [_first_clicks(t, p, rng, extra_prob) for t, p in zip(truths, previous)]
     weights = torch.tensor([s[2] for s in samples], dtype=torch.float32)
     return images, truths, previous, clicks, weights
@@ -104,9 +136,10 @@ class WorkerBatches(torch.utils.data.IterableDataset):
     (CPU) keep up with a GPU. Each worker draws from its own random streams, seeded by
     (seed, step of the (re)start, worker); `curriculum` is a shared flag the training loop sets."""
 
-    def __init__(self, volumes: TrainingVolumes, batch: int, seed: int, start_step: int, curriculum):
+    def __init__(self, volumes: TrainingVolumes, batch: int, seed: int, start_step: int, curriculum,
+                 loop_starts: float = 0.0):
         self.volumes, self.batch, self.seed, self.start_step = volumes, batch, seed, start_step
-        self.curriculum = curriculum
+        self.curriculum, self.loop_starts = curriculum, loop_starts
 
     def __iter__(self):
         worker = torch.utils.data.get_worker_info()
@@ -114,7 +147,8 @@ class WorkerBatches(torch.utils.data.IterableDataset):
         sampler = SliceSampler(None, seed=streams + [1], volumes=self.volumes)
         rng = np.random.default_rng(streams)
         while True:
-            yield make_batch([sampler.sample() for _ in range(self.batch)], rng, bool(self.curriculum.value))
+            yield make_batch([sampler.sample() for _ in range(self.batch)], rng, bool(self.curriculum.value),
+                             self.loop_starts)
 
 
 def _as_is(batch):
@@ -135,12 +169,14 @@ def train(args) -> Path:
 
     def next_batch(curriculum):
         if not args.workers:
-            return make_batch([sampler.sample() for _ in range(args.batch)], streams["clicks"], curriculum)
+            return make_batch([sampler.sample() for _ in range(args.batch)], streams["clicks"], curriculum,
+                              args.loop_starts)
         if "loader" not in streams:  # started at the first step, after a resume has set the start step
             # Workers are spawned, not forked: a child forked after OpenCV's thread pool ran can hang.
             spawn = torch.multiprocessing.get_context("spawn")
             streams["curriculum"] = spawn.Value("b", curriculum)
-            batches = WorkerBatches(volumes, args.batch, seed, streams["start"], streams["curriculum"])
+            batches = WorkerBatches(volumes, args.batch, seed, streams["start"], streams["curriculum"],
+                                    args.loop_starts)
             streams["loader"] = iter(torch.utils.data.DataLoader(
                 batches, batch_size=None, num_workers=args.workers, collate_fn=_as_is,
                 worker_init_fn=_one_thread, prefetch_factor=4, multiprocessing_context=spawn))
@@ -176,6 +212,7 @@ def train(args) -> Path:
         "recipe": {"loss": "normalized focal loss", "optimizer": "AdamW", "lr": args.lr,
                    "schedule": f"cosine, warm restart at {RESTART_AT:.2f} of the run, curriculum after it",
                    "batch": args.batch, "seed": args.seed, "data_workers": args.workers,
-                   "iterative_training": "0..3 simulated error clicks (0..2 after the restart), prediction fed back"},
+                   "iterative_training": "0..3 simulated error clicks (0..2 after the restart), prediction fed back",
+                   "previous_mask": f"0.2 mildly corrupted ground truth, {args.loop_starts} prior-like, else empty"},
     })
     return run(args, job, device, ddp)
