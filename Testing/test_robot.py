@@ -47,3 +47,20 @@ def test_gap_recommender_searches_the_extent_then_fills_gaps(sphere_image, toy_p
     second = session.recommend()
     assert second is not None and (second.index - 12) * (first.index - 12) <= 0 or \
         abs(second.index - 12) < abs(first.index - 12)
+
+
+def test_growcut_baseline_takes_each_annotated_slice_as_seeds(sphere):
+    """Grow from seeds gets the robot's slice results as seeds: inside is foreground, outside (beyond a
+    2-pixel band) background, so a touching bright slab is kept out on those slices."""
+    from SliceAndConquerLib.evaluation.baselines import bin_centres, growcut_3d
+    from SliceAndConquerLib.metrics import dice
+
+    rng = np.random.default_rng(0)
+    slab = np.zeros_like(sphere)
+    slab[:, :, :6] = True  # touches the sphere's side on every slice
+    image = ((sphere | slab) * 100.0 + rng.normal(0, 5, sphere.shape)).astype(np.float32)
+    slices = {z: ([], sphere[z]) for z in bin_centres(sphere, 3)}
+    result = growcut_3d(image, (1.0, 1.0, 1.0), slices)
+    assert dice(result, sphere) > 0.85
+    for z in slices:
+        assert not result[z][:, :3].any()

@@ -6,8 +6,10 @@
   ground-truth slice.
 - fbs-f2d: the robot with the shipped f2D on the same k slices, then Fill between slices (equal user
   effort, no f3D).
-- growcut: Grow from seeds, seeded with the robot's clicks on the same k slices plus a background
-  frame around the clicked region; clicks are placed against a 2D Grow from seeds of each slice.
+- growcut: Grow from seeds on the same k slices, the way a Slicer user works with it: on each slice
+  the robot clicks against a 2D Grow from seeds, and the slice's final 2D result becomes seeds
+  (foreground inside it, background outside a 2-pixel band), plus a background frame around the
+  seeded region. Seeding the 3D filter with the clicks alone let it leak further with every slice.
 """
 from __future__ import annotations
 
@@ -90,15 +92,16 @@ def growcut_slice(image2d: np.ndarray, clicks, spacing2d) -> np.ndarray:
     return grow_from_seeds(image2d[None], seeds[None], (1.0,) + tuple(spacing2d))[0]
 
 
-def robot_clicks_growcut(image2d, truth2d, spacing2d, max_clicks=MAX_CLICKS):
-    """The robot's clicks on one slice against 2D Grow from seeds; stops as in the SnC protocol."""
+def robot_growcut_slice(image2d, truth2d, spacing2d, max_clicks=MAX_CLICKS):
+    """(clicks, 2D mask) of the robot on one slice against 2D Grow from seeds; stops as in the SnC
+    protocol."""
     clicks: list[Click] = []
 
     def add(click, mask):
         clicks.append(click)
         return growcut_slice(image2d, clicks, spacing2d)
 
-    return click_until_good(add, truth2d, np.zeros(truth2d.shape, bool), max_clicks)[0]
+    return click_until_good(add, truth2d, np.zeros(truth2d.shape, bool), max_clicks)
 
 
 def robot_mask_f2d(image2d, truth2d, spacing2d, max_clicks=MAX_CLICKS):
@@ -116,9 +119,14 @@ def robot_mask_f2d(image2d, truth2d, spacing2d, max_clicks=MAX_CLICKS):
     return len(used), mask
 
 
-def growcut_3d(image: np.ndarray, spacing, clicks_by_slice: dict) -> np.ndarray:
+def growcut_3d(image: np.ndarray, spacing, slices: dict) -> np.ndarray:
+    """3D Grow from seeds; `slices` maps an axis-0 index to its (clicks, 2D mask)."""
+    from scipy import ndimage
+
     seeds = np.zeros(image.shape, np.uint8)
-    for z, clicks in clicks_by_slice.items():
+    for z, (clicks, mask) in slices.items():
+        seeds[z][~ndimage.binary_dilation(mask, iterations=2)] = 2
+        seeds[z][ndimage.binary_erosion(mask)] = 1
         _paint(seeds[z], clicks)
     if not (seeds == 1).any():
         return np.zeros(image.shape, bool)
@@ -158,10 +166,10 @@ def run_baseline(method: str, image: np.ndarray, truth: np.ndarray, spacing, ite
             indices = bin_centres(truth, k)
             for z in indices:
                 if z not in clicks_cache:
-                    clicks_cache[z] = robot_clicks_growcut(image[z], truth[z], spacing[1:], max_clicks)
+                    clicks_cache[z] = robot_growcut_slice(image[z], truth[z], spacing[1:], max_clicks)
             chosen = {z: clicks_cache[z] for z in indices}
             prediction = growcut_3d(image, spacing, chosen)
-            used = sum(len(c) for c in chosen.values())
+            used = sum(len(clicks) for clicks, _ in chosen.values())
         else:
             raise ValueError(f"unknown baseline {method!r}")
         out["seconds"].append(time.perf_counter() - start)
