@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from scipy import ndimage
 
 from ..clicks import Click
 from ..geometry import bounding_box
@@ -121,8 +122,6 @@ def robot_mask_f2d(image2d, truth2d, spacing2d, max_clicks=MAX_CLICKS):
 
 def growcut_3d(image: np.ndarray, spacing, slices: dict) -> np.ndarray:
     """3D Grow from seeds; `slices` maps an axis-0 index to its (clicks, 2D mask)."""
-    from scipy import ndimage
-
     seeds = np.zeros(image.shape, np.uint8)
     for z, (clicks, mask) in slices.items():
         seeds[z][~ndimage.binary_dilation(mask, iterations=2)] = 2

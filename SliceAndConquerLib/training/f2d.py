@@ -17,6 +17,7 @@ import torch
 from scipy import ndimage
 
 from ..clicks import Click, disk_maps, next_click
+from ..errors import InputError
 from ..models.f2d import F2D, INPUT_SIZE
 from ..models.weights import load_state, sha256
 from .common import RESTART_AT, Job, run, setup
@@ -161,6 +162,8 @@ def _one_thread(_worker):
 
 
 def train(args) -> Path:
+    if not 0.0 <= args.loop_starts <= 0.8:  # 0.2 of the samples already start from a mild corruption
+        raise InputError(f"--loop-starts {args.loop_starts} is outside 0..0.8")
     device, ddp = setup(args)
     seed = args.seed + 1000 * ddp.rank
     streams = {"clicks": np.random.default_rng(seed), "start": 0}
@@ -197,7 +200,7 @@ def train(args) -> Path:
     arch = {"width": args.width}
     model = F2D(**arch)
     start = None
-    if getattr(args, "init", None):  # fine-tuning: the trained network's own architecture and weights
+    if args.init:  # fine-tuning: the trained network's own architecture and weights
         saved = load_state(args.init)
         arch = saved["config"].get("arch", arch)
         model = F2D(**arch)
