@@ -82,9 +82,10 @@ def _prior_like(mask, rng):
             ndimage.binary_erosion(out, iterations=iterations)
     if rng.random() < 0.3:  # a lobe the interpolation missed
         direction = rng.normal(size=2)
+        direction /= np.linalg.norm(direction)
         yy, xx = np.mgrid[: mask.shape[0], : mask.shape[1]]
-        reach = rng.uniform(0.2, 0.8) * np.sqrt(mask.sum() / np.pi)
-        out &= (xx - centre[0]) * direction[0] + (yy - centre[1]) * direction[1] < reach * np.linalg.norm(direction)
+        reach = rng.uniform(0.2, 0.8) * np.sqrt(mask.sum() / np.pi)  # in radii of the target's area
+        out &= (xx - centre[0]) * direction[0] + (yy - centre[1]) * direction[1] < reach
     return out
 
 
@@ -216,6 +217,7 @@ def train(args) -> Path:
                    "schedule": f"cosine, warm restart at {RESTART_AT:.2f} of the run, curriculum after it",
                    "batch": args.batch, "seed": args.seed, "data_workers": args.workers,
                    "iterative_training": "0..3 simulated error clicks (0..2 after the restart), prediction fed back",
-                   "previous_mask": f"0.2 mildly corrupted ground truth, {args.loop_starts} prior-like, else empty"},
+                   "previous_mask": f"0.2 mildly corrupted ground truth, {args.loop_starts} prior-like, "
+                                    "else empty"},
     })
     return run(args, job, device, ddp)
