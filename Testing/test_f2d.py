@@ -94,6 +94,7 @@ def test_simulated_clicks_land_in_the_error_region():
 def test_loop_starts_give_prior_like_previous_masks(tmp_path):
     """--loop-starts: that share of samples starts from a previous mask as rough as the shape prior's
     (DSC ~0.6), the mild corruption stays near the truth; clicks still land in the error."""
+    from SliceAndConquerLib.cli import main
     from SliceAndConquerLib.metrics import dice
 
     rng = np.random.default_rng(0)
@@ -109,8 +110,6 @@ def test_loop_starts_give_prior_like_previous_masks(tmp_path):
             assert error[cs[0].row, cs[0].col]
     _, _, previous, _, _ = make_batch(samples, np.random.default_rng(0), curriculum=False)
     assert sum(p.any() for p in previous) < 20  # the default recipe: a fifth start from a mask
-    from SliceAndConquerLib.cli import main
-
     assert main(["train", "f2d", "--manifest", str(tmp_path / "train.json"), "--out", str(tmp_path / "run"),
                  "--steps", "1", "--loop-starts", "0.9"]) == 2
 

@@ -57,7 +57,7 @@ def test_growcut_baseline_takes_each_annotated_slice_as_seeds(sphere):
 
     rng = np.random.default_rng(0)
     slab = np.zeros_like(sphere)
-    slab[:, :, :6] = True  # touches the sphere's side on every slice
+    slab[:, :, :6] = True  # as bright as the sphere, adjacent to it at its equator
     image = ((sphere | slab) * 100.0 + rng.normal(0, 5, sphere.shape)).astype(np.float32)
     slices = {z: ([], sphere[z]) for z in bin_centres(sphere, 3)}
     result = growcut_3d(image, (1.0, 1.0, 1.0), slices)
