@@ -222,9 +222,8 @@ def guidance_volumes(accepted: Sequence[AcceptedSlice], shape, box=None) -> np.n
         in_plane = [box[a] for a in range(3) if a != axis]
         clicks_2d = disk_maps(entry.clicks, entry.mask.shape)[(slice(None), *in_plane)]
         planes = [entry.mask[tuple(in_plane)].astype(np.float32), np.ones(clicks_2d.shape[1:], np.float32)]
-        where = [slice(None)] * 3
-        where[axis] = index - box[axis].start
+        where = Plane(axis, index - box[axis].start).where  # the plane's slice of the box
         for channel, values in enumerate(list(clicks_2d) + planes):
-            target = volumes[channel][tuple(where)]
+            target = volumes[channel][where]
             np.maximum(target, values, out=target)
     return volumes

@@ -36,6 +36,7 @@ from collections import defaultdict
 import numpy as np
 from scipy import ndimage
 
+from .session import Plane
 
 OUTSIDE_MM = -1e3   # the map far from every accepted plane
 BLEND_POWER = 4     # inverse-distance weighting of the axes
@@ -176,9 +177,8 @@ def _accepted_target(accepted, box) -> np.ndarray:
     for entry in accepted:
         axis, index = entry.plane.axis, entry.plane.index
         if box[axis].start <= index < box[axis].stop:
-            where = [slice(None)] * 3
-            where[axis] = index - box[axis].start
-            seeds[tuple(where)] |= entry.mask[tuple(box[a] for a in range(3) if a != axis)]
+            in_plane = tuple(box[a] for a in range(3) if a != axis)
+            seeds[Plane(axis, index - box[axis].start).where] |= entry.mask[in_plane]
     return seeds
 
 
