@@ -63,6 +63,14 @@ def f2d_prior_session(image, spacing, existing_mask=None, device="auto") -> Sess
                    existing_mask=existing_mask)
 
 
+def f2d_sweep_session(image, spacing, existing_mask=None, device="auto") -> Session:
+    from .classic import CrossRecommender
+    from .models.sweep import SweptPrior3D
+
+    f2d = _shipped_f2d(device)
+    return Session(image, spacing, f2d, SweptPrior3D(f2d), CrossRecommender(), existing_mask=existing_mask)
+
+
 # name -> (factory(image, spacing, existing_mask=None) -> Session, description)
 PIPELINES: dict[str, tuple[Callable, str]] = {
     "grabcut-fbs": (classic_session, "BASELINE: OpenCV GrabCut per click + Slicer's Fill between slices "
@@ -74,6 +82,9 @@ if shipped("f2d") is not None:
     PIPELINES["f2d-prior"] = (f2d_prior_session, "trained f2D per click + the shape prior (signed "
                                                  "distances interpolated between accepted planes, moved "
                                                  "by the accepted planes' intensity evidence)")
+    PIPELINES["f2d-sweep"] = (f2d_sweep_session, "f2d-prior, then every slice the prior crosses "
+                                                 "segmented again by f2D on each axis (majority of the "
+                                                 "three axes)")
 
 if shipped("f2d") is not None and shipped("f3d") is not None:
     PIPELINES["snc"] = (snc_session, "trained f2D per click + trained f3D per accepted slice, "

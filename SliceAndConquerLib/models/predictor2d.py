@@ -40,10 +40,15 @@ class Network2D:
         self.model = model.to(self.device).eval()
         self.size = size
 
-    @torch.inference_mode()
     def probabilities(self, window: Window, image2d, previous, clicks) -> np.ndarray:
-        inputs = [t.to(self.device) for t in net_inputs(window, image2d, previous, clicks, self.size)]
-        return torch.sigmoid(self.model(*inputs))[0, 0].float().cpu().numpy()
+        return self.probabilities_batch([(window, image2d, previous, clicks)])[0]
+
+    @torch.inference_mode()
+    def probabilities_batch(self, items) -> np.ndarray:
+        """Foreground probabilities [N, S, S] of (window, image2d, previous, clicks) items, one pass."""
+        inputs = zip(*(net_inputs(*item, size=self.size) for item in items))
+        image, previous, clicks = (torch.cat(parts).to(self.device) for parts in inputs)
+        return torch.sigmoid(self.model(image, previous, clicks))[:, 0].float().cpu().numpy()
 
     def predict(self, image2d, previous, clicks, spacing2d):
         previous = np.asarray(previous, bool)

@@ -1,0 +1,85 @@
+"""The f2D sweep of the shape prior (models.sweep)."""
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_sphere
+from SliceAndConquerLib.classic import ShapePrior3D
+from SliceAndConquerLib.metrics import dice
+from SliceAndConquerLib.models.f2d import F2D
+from SliceAndConquerLib.models.predictor2d import Network2D, load_f2d
+from SliceAndConquerLib.models.sweep import SweptPrior3D, interior_clicks
+from SliceAndConquerLib.models.weights import shipped
+from SliceAndConquerLib.models.window import first_window, window_for
+from SliceAndConquerLib.session import AcceptedSlice, Plane
+
+
+def _accept(truth, axis, index):
+    plane = Plane(axis, index)
+    return AcceptedSlice(plane, (), plane.of(truth).copy())
+
+
+def _network(bias=None):
+    torch.manual_seed(0)
+    model = F2D(width=8)
+    if bias is not None:  # a network that answers "background" (or "foreground") everywhere
+        with torch.no_grad():
+            model.head.weight.zero_()
+            model.head.bias.fill_(bias)
+    return Network2D(model, "cpu")
+
+
+def test_interior_clicks_one_per_component_at_its_deepest_point():
+    mask = np.zeros((30, 30), bool)
+    mask[2:11, 4:13] = True   # 9 x 9 square, centre (6, 8)
+    mask[20:25, 0:5] = True   # 5 x 5 square on the image border: the border counts as edge
+    mask[28, 28:30] = True    # a 2-pixel speck: no click of its own
+    clicks = interior_clicks(mask)
+    assert [(c.row, c.col, c.positive) for c in clicks] == [(6, 8, True), (22, 2, True)]
+    assert interior_clicks(np.zeros((5, 5), bool)) == []
+
+
+def test_batched_probabilities_equal_one_at_a_time():
+    network = _network()
+    rng = np.random.default_rng(0)
+    image = rng.random((60, 50)).astype(np.float32)
+    previous = np.zeros((60, 50), bool)
+    previous[20:30, 10:25] = True
+    clicks = interior_clicks(previous)
+    items = [(window_for(previous, clicks, (1.0, 1.5)), image, previous, clicks),
+             (first_window(40, 40, image.shape, (1.0, 1.0)), image, np.zeros_like(previous), [])]
+    together = network.probabilities_batch(items)
+    for item, batched in zip(items, together):
+        np.testing.assert_allclose(batched, network.probabilities(*item), atol=1e-5)
+
+
+def test_a_network_that_sees_nothing_leaves_exactly_the_accepted_planes():
+    ball = make_sphere((40, 40, 40), radius=9)
+    image = ball.astype(np.float32)
+    accepted = [_accept(ball, 0, 17), _accept(ball, 0, 23), _accept(ball, 1, 20)]
+    previous = np.zeros_like(ball)
+    previous[0:2, 0:2, 0:2] = True  # an earlier result outside the planes' region of interest
+    prior = ShapePrior3D().predict(image, (1, 1, 1), previous, accepted).mask
+    assert dice(prior, ball) > 0.8
+    swept = SweptPrior3D(_network(bias=-30.0)).predict(image, (1, 1, 1), previous, accepted).mask
+    expected = previous.copy()
+    for entry in accepted:
+        expected[entry.plane.where] = entry.mask
+    np.testing.assert_array_equal(swept, expected)
+
+
+@pytest.mark.skipif(shipped("f2d") is None, reason="no shipped f2D weights")
+def test_the_shipped_network_follows_the_image_where_the_prior_guesses():
+    # A bright ellipsoid twice as long along axis 0 as it is wide: from one axial plane the prior rounds
+    # it off 1.5 radii deep; the sweep's sagittal and coronal slices see how far it really goes.
+    truth = make_sphere((80, 48, 48), radius=18, spacing=(0.5, 1.0, 1.0))
+    rng = np.random.default_rng(0)
+    image = (0.2 + 0.6 * truth + rng.normal(0, 0.03, truth.shape)).astype(np.float32)
+    accepted = [_accept(truth, 0, 40)]
+    prior = ShapePrior3D().predict(image, (1, 1, 1), np.zeros_like(truth), accepted).mask
+    swept = SweptPrior3D(load_f2d(shipped("f2d"), "cpu")).predict(image, (1, 1, 1), np.zeros_like(truth),
+                                                                 accepted).mask
+    assert dice(swept, truth) > dice(prior, truth) + 0.03
+    assert dice(swept, truth) > 0.9
+    for entry in accepted:
+        np.testing.assert_array_equal(entry.plane.of(swept), entry.mask)
