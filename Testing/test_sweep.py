@@ -68,6 +68,26 @@ def test_a_network_that_sees_nothing_leaves_exactly_the_accepted_planes():
     np.testing.assert_array_equal(swept, expected)
 
 
+def test_a_slice_budget_caps_the_network_runs():
+    class Counting(Network2D):
+        runs = 0
+
+        def probabilities_batch(self, items):
+            Counting.runs += len(items)
+            return super().probabilities_batch(items)
+
+    ball = make_sphere((40, 40, 40), radius=9)
+    accepted = [_accept(ball, 0, 20)]
+    network = Counting(_network(bias=-30.0).model, "cpu")
+    uncapped = SweptPrior3D(network).predict(ball.astype(np.float32), (1, 1, 1), np.zeros_like(ball), accepted)
+    all_slices, Counting.runs = Counting.runs, 0
+    capped = SweptPrior3D(network, max_slices=10).predict(ball.astype(np.float32), (1, 1, 1),
+                                                          np.zeros_like(ball), accepted)
+    assert all_slices > 40 and Counting.runs <= 10 + 3  # every n-th slice of each axis, and the last
+    # the slices in between take the majority of their swept neighbours (here empty) and their prior
+    np.testing.assert_array_equal(capped.mask, uncapped.mask)
+
+
 @pytest.mark.skipif(shipped("f2d") is None, reason="no shipped f2D weights")
 def test_the_shipped_network_follows_the_image_where_the_prior_guesses():
     # A bright ellipsoid twice as long along axis 0 as it is wide: from one axial plane the prior rounds

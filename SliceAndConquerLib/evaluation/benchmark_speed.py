@@ -1,5 +1,5 @@
 """`snc benchmark speed`: per-click f2D latency, f3D on its ROI, a whole snc accept step, the default
-pipeline's accept step on a CT-sized volume, peak memory.
+pipeline's accept step on the same volume and on a CT-sized one, peak memory.
 
 Synthetic volumes of CT size (a bright ellipsoid in noise) so that the numbers depend on sizes, not
 data; the shipped weights when present (speed does not depend on the weights' values, but the JSON
@@ -23,6 +23,7 @@ from ..models.predictor2d import Network2D, load_f2d
 from ..models.predictor3d import Network3D, load_f3d
 from ..models.roi import roi_for
 from ..models.weights import shipped
+from ..pipelines import best_pipeline
 from ..recommend import ConfidenceRecommender
 from ..session import AcceptedSlice, Plane, Session
 from .benchmark_f2d import latency_ms
@@ -85,14 +86,13 @@ def time_iteration(f2d, f3d, repeats=5):
     return statistics.median(f3d_times[1:]), statistics.median(step_times[1:]), list(roi.grid)
 
 
-def time_default_accepts(f2d, accepts=3) -> float:
-    """Median seconds of one click + accept + recommendation of the default pipeline (f2D + shape
-    prior with intensity evidence + cross recommender) on a 512 x 512 x 300 CT-sized volume."""
-    from ..classic import CrossRecommender, ShapePrior3D
-
-    image, truth = synthetic_volume(CT_SHAPE)
-    session = Session(image, (2.0, 0.8, 0.8), f2d, ShapePrior3D(), CrossRecommender())
-    plane, times = Plane(0, CT_SHAPE[0] // 2), []
+def time_default_accepts(shape, accepts=3) -> float:
+    """Median seconds of one click + accept + recommendation of the default pipeline
+    (`pipelines.best_pipeline`) on a synthetic volume of `shape`."""
+    _, factory, _ = best_pipeline()
+    image, truth = synthetic_volume(shape)
+    session = factory(image, (2.0, 0.8, 0.8))
+    plane, times = Plane(0, shape[0] // 2), []
     for _ in range(accepts):
         start = time.perf_counter()
         plane = _click_and_accept(session, truth, plane)
@@ -118,13 +118,20 @@ def _memory_run():
         plane = _click_and_accept(session, truth, plane) or Plane(1, CT_SHAPE[1] // 2)
 
 
+def _size(shape) -> str:
+    """[k, j, i] -> "IxJxK", the way volume sizes are written."""
+    return "x".join(str(n) for n in reversed(shape))
+
+
 def benchmark(threads: int = 2) -> dict:
     torch.set_num_threads(threads)
     f2d, f3d, names = predictors()
     f3d_s, iteration_s, grid = time_iteration(f2d, f3d)
     return {"f2d_ms_512": latency_ms(f2d, 512), "f3d_s_roi": round(f3d_s, 3), "roi_shape": grid,
-            "iteration_s": round(iteration_s, 3), "volume_shape": [VOLUME_SHAPE[2], VOLUME_SHAPE[1], VOLUME_SHAPE[0]],
-            "default_accept_s_ct": round(time_default_accepts(f2d), 3),
+            "iteration_s": round(iteration_s, 3), "volume_shape": _size(VOLUME_SHAPE),
+            "default_pipeline": best_pipeline()[0],
+            "default_accept_s": {_size(shape): round(time_default_accepts(shape), 3)
+                                 for shape in (VOLUME_SHAPE, CT_SHAPE)},
             "peak_rss_mb": peak_memory_mb(), "threads": torch.get_num_threads(), "device": "cpu",
             "weights": names}
 

@@ -10,6 +10,10 @@ region the prior's result stays (an existing mask is not rewritten far from the 
 accepted planes keep their masks exactly. No window growing: the prior's slice sets the window, CONTEXT
 wide on each side (models.window).
 
+Time cap: when there are more than MAX_SLICES such slices, f2D runs on every n-th slice of each axis
+(and the last), n the smallest stride that fits, and a slice in between takes the majority of its two
+swept neighbours and its own prior slice.
+
 Measured on the validation manifest (README, Benchmarks): ahead of the prior alone at every iteration.
 Costs one f2D forward (about 11 ms on 2 CPU threads) per slice the prior crosses, on three axes.
 """
@@ -20,6 +24,7 @@ from scipy import ndimage
 
 from ..classic import ShapePrior3D
 from ..clicks import Click
+from ..geometry import bounding_box
 from ..session import Plane, Prediction3D
 from .predictor2d import Network2D
 from .roi import roi_for
@@ -27,63 +32,85 @@ from .window import window_for
 
 MIN_COMPONENT_PX = 4  # smaller specks of the prior's slice get no click of their own
 BATCH = 16            # slices per forward pass
+MAX_SLICES = 150      # f2D runs per accept at most (about 1.7 s on 2 CPU threads); see the docstring
 
 
 def interior_clicks(mask2d: np.ndarray) -> list:
     """A positive click at the most interior point of each component of at least MIN_COMPONENT_PX."""
-    labels, count = ndimage.label(mask2d)
-    if count == 0:
+    box = bounding_box(mask2d)  # labels and distances on the mask's box only: slices can be 512 wide
+    if box is None:
         return []
+    labels, _ = ndimage.label(mask2d[box])
     sizes = np.bincount(labels.ravel())[1:]
     keep = [i + 1 for i in np.flatnonzero(sizes >= MIN_COMPONENT_PX)]
     if not keep:
         return []
-    depth = ndimage.distance_transform_edt(np.pad(mask2d, 1))[1:-1, 1:-1]
-    return [Click(int(r), int(c), True) for r, c in ndimage.maximum_position(depth, labels, keep)]
+    depth = ndimage.distance_transform_edt(np.pad(mask2d[box], 1))[1:-1, 1:-1]
+    top, left = box[0].start, box[1].start
+    return [Click(int(r) + top, int(c) + left, True) for r, c in ndimage.maximum_position(depth, labels, keep)]
 
 
 class SweptPrior3D:
     """Predictor3D: ShapePrior3D, then the f2D sweep of the module docstring."""
     name = "swept-prior"
 
-    def __init__(self, network: Network2D, prior: ShapePrior3D | None = None, batch: int = BATCH):
+    def __init__(self, network: Network2D, prior: ShapePrior3D | None = None, batch: int = BATCH,
+                 max_slices: int = MAX_SLICES):
         self.network = network
         self.prior = prior or ShapePrior3D()
         self.batch = batch
+        self.max_slices = max_slices
 
     def predict(self, image, spacing, previous, accepted) -> Prediction3D:
         prior = self.prior.predict(image, spacing, previous, accepted).mask
         roi = roi_for(image.shape, spacing, None, accepted)
         if roi is None:
             return Prediction3D(prior)
-        # Whole slices, not the ROI's part of them: f2D's window reaches past the ROI, and a crop
-        # would show it a black border there.
-        votes = 3 * prior.astype(np.int8)
+        jobs = []
         for axis, span in enumerate(roi.box):
             done = {a.plane.index for a in accepted if a.plane.axis == axis}
             crossed = span.start + np.flatnonzero(
                 prior[roi.box].any(axis=tuple(a for a in range(3) if a != axis)))
-            jobs = [Plane(axis, int(i)) for i in crossed if i not in done]
-            for first in range(0, len(jobs), self.batch):
-                self._segment(image, prior, votes, jobs[first:first + self.batch], spacing)
+            jobs.append([Plane(axis, int(i)) for i in crossed if i not in done])
+        stride = -(-sum(map(len, jobs)) // self.max_slices)  # ceil
+        votes = 3 * prior.astype(np.int8)
+        for planes in jobs:
+            for plane, swept in self._sweep_axis(image, prior, planes, spacing, stride):
+                votes[plane.where] += swept.astype(np.int8) - plane.of(prior)
         mask = prior.copy()
         mask[roi.box] = votes[roi.box] >= 2  # nothing changes outside the region of interest
         for entry in accepted:
             mask[entry.plane.where] = entry.mask
         return Prediction3D(mask)
 
-    def _segment(self, image, prior, votes, planes, spacing):
-        """f2D on `planes` in one forward pass; each changed pixel moves its vote."""
+    def _sweep_axis(self, image, prior, planes, spacing, stride):
+        """(plane, swept 2D mask) for `planes` of one axis. f2D runs on every `stride`-th plane and
+        the last; a plane between two of those takes the majority of them and its prior slice."""
+        run = planes[::stride] + ([planes[-1]] if planes and (len(planes) - 1) % stride else [])
+        swept = {}
+        for first in range(0, len(run), self.batch):
+            chunk = run[first:first + self.batch]
+            swept.update(zip((p.index for p in chunk), self._segment(image, prior, chunk, spacing)))
+        for number, plane in enumerate(planes):
+            if plane.index in swept:
+                yield plane, swept[plane.index]
+            else:
+                below = run[number // stride].index
+                above = run[min(number // stride + 1, len(run) - 1)].index
+                yield plane, swept[below].astype(np.int8) + swept[above] + plane.of(prior) >= 2
+
+    def _segment(self, image, prior, planes, spacing) -> list:
+        """f2D on `planes` in one forward pass: each plane's new mask (its prior slice when that
+        holds no component big enough for a click)."""
+        results = [plane.of(prior) for plane in planes]
         items = []
-        for plane in planes:
-            previous = plane.of(prior)
+        for number, (plane, previous) in enumerate(zip(planes, results)):
             clicks = interior_clicks(previous)
             if clicks:
                 window = window_for(previous, clicks, plane.spacing2d(spacing))
-                items.append((plane, window, plane.of(image), previous, clicks))
-        if not items:
-            return
-        probabilities = self.network.probabilities_batch([item[1:] for item in items])
-        for (plane, window, _, previous, _), probability in zip(items, probabilities):
-            swept = window.paste(probability, previous.shape, previous.astype(np.float32)) > 0.5
-            votes[plane.where] += swept.astype(np.int8) - previous
+                items.append((number, window, plane.of(image), previous, clicks))
+        if items:
+            probabilities = self.network.probabilities_batch([item[1:] for item in items])
+            for (number, window, _, previous, _), probability in zip(items, probabilities):
+                results[number] = window.paste(probability, previous.shape, previous.astype(np.float32)) > 0.5
+        return results
