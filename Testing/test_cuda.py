@@ -23,9 +23,9 @@ def _blob():
     return image, truth
 
 
-@pytest.mark.parametrize("pipeline", ["snc", "f2d-prior"])
+@pytest.mark.parametrize("pipeline", ["snc", "f2d-prior", "f2d-sweep"])
 def test_gpu_masks_match_cpu(pipeline):
-    from SliceAndConquerLib.pipelines import f2d_prior_session, snc_session
+    from SliceAndConquerLib.pipelines import f2d_prior_session, f2d_sweep_session, snc_session
 
     image, truth = _blob()
     masks = {}
@@ -33,7 +33,8 @@ def test_gpu_masks_match_cpu(pipeline):
         if pipeline == "snc":  # no alignment: it runs on the CPU either way
             session = snc_session(image, (2.0, 1.0, 1.0), device=device, align=False)
         else:
-            session = f2d_prior_session(image, (2.0, 1.0, 1.0), device=device)
+            factory = f2d_sweep_session if pipeline == "f2d-sweep" else f2d_prior_session
+            session = factory(image, (2.0, 1.0, 1.0), device=device)
         run_robot(session, truth, iterations=4)
         masks[device] = session.mask3d
     assert dice(masks["cpu"], masks["cuda"]) > 0.99

@@ -79,10 +79,10 @@ def test_a_slice_budget_caps_the_network_runs():
     ball = make_sphere((40, 40, 40), radius=9)
     accepted = [_accept(ball, 0, 20)]
     network = Counting(_network(bias=-30.0).model, "cpu")
-    uncapped = SweptPrior3D(network).predict(ball.astype(np.float32), (1, 1, 1), np.zeros_like(ball), accepted)
+    image, empty = ball.astype(np.float32), np.zeros_like(ball)
+    uncapped = SweptPrior3D(network).predict(image, (1, 1, 1), empty, accepted)
     all_slices, Counting.runs = Counting.runs, 0
-    capped = SweptPrior3D(network, max_slices=10).predict(ball.astype(np.float32), (1, 1, 1),
-                                                          np.zeros_like(ball), accepted)
+    capped = SweptPrior3D(network, max_slices=10).predict(image, (1, 1, 1), empty, accepted)
     assert all_slices > 40 and Counting.runs <= 10 + 3  # every n-th slice of each axis, and the last
     # the slices in between take the majority of their swept neighbours (here empty) and their prior
     np.testing.assert_array_equal(capped.mask, uncapped.mask)

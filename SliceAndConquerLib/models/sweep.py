@@ -47,7 +47,8 @@ def interior_clicks(mask2d: np.ndarray) -> list:
         return []
     depth = ndimage.distance_transform_edt(np.pad(mask2d[box], 1))[1:-1, 1:-1]
     top, left = box[0].start, box[1].start
-    return [Click(int(r) + top, int(c) + left, True) for r, c in ndimage.maximum_position(depth, labels, keep)]
+    deepest = ndimage.maximum_position(depth, labels, keep)
+    return [Click(int(r) + top, int(c) + left, True) for r, c in deepest]
 
 
 class SweptPrior3D:
