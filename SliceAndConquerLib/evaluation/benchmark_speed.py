@@ -44,7 +44,9 @@ def synthetic_volume(shape, seed=0):
     grids = np.ogrid[tuple(slice(0, n) for n in shape)]
     radii = [n / 5 for n in shape]
     inside = sum(((g - n / 2) / r) ** 2 for g, n, r in zip(grids, shape, radii)) <= 1
-    image = (rng.normal(0, 20, shape) + 200 * inside).astype(np.float32)
+    image = rng.standard_normal(shape, dtype=np.float32)  # float32 throughout: the peak memory
+    image *= 20                                            # measured is the session's, not this
+    image[inside] += 200
     return image, inside
 
 
@@ -100,22 +102,27 @@ def time_default_accepts(shape, accepts=3) -> float:
     return statistics.median(times)
 
 
-def peak_memory_mb() -> int:
-    """Peak RSS of a fresh process that clicks and accepts on a 512 x 512 x 300 CT-sized volume."""
-    code = ("from SliceAndConquerLib.evaluation.benchmark_speed import _memory_run; _memory_run()")
-    subprocess.run([sys.executable, "-c", code], check=True)
-    return int(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+def peak_memory_mb(pipeline: str) -> int:
+    """Peak RSS of a fresh process that clicks and accepts with `pipeline` ("snc" or "default") on a
+    512 x 512 x 300 CT-sized volume."""
+    code = f"from SliceAndConquerLib.evaluation.benchmark_speed import _memory_run; _memory_run({pipeline!r})"
+    result = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return int(result.stdout.split()[-1])
 
 
-def _memory_run():
+def _memory_run(pipeline: str):
     torch.set_num_threads(2)
-    f2d, f3d, _ = predictors()
     image, truth = synthetic_volume(CT_SHAPE)
-    session = _session(image, f2d, f3d)
+    if pipeline == "snc":
+        f2d, f3d, _ = predictors()
+        session = _session(image, f2d, f3d)
+    else:
+        session = best_pipeline()[1](image, (2.0, 0.8, 0.8))
     del image
     plane = Plane(0, CT_SHAPE[0] // 2)
     for _ in range(3):
         plane = _click_and_accept(session, truth, plane) or Plane(1, CT_SHAPE[1] // 2)
+    print(int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
 
 
 def _size(shape) -> str:
@@ -132,7 +139,7 @@ def benchmark(threads: int = 2) -> dict:
             "default_pipeline": best_pipeline()[0],
             "default_accept_s": {_size(shape): round(time_default_accepts(shape), 3)
                                  for shape in (VOLUME_SHAPE, CT_SHAPE)},
-            "peak_rss_mb": peak_memory_mb(), "threads": torch.get_num_threads(), "device": "cpu",
+            "peak_rss_mb": {name: peak_memory_mb(name) for name in ("snc", "default")}, "threads": torch.get_num_threads(), "device": "cpu",
             "weights": names}
 
 
