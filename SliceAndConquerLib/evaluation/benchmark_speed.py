@@ -35,7 +35,7 @@ CT_SHAPE = (300, 512, 512)
 def predictors(device="cpu"):
     f2d = load_f2d(shipped("f2d"), device) if shipped("f2d") else Network2D(F2D(), device)
     f3d = load_f3d(shipped("f3d"), device) if shipped("f3d") else Network3D(F3D(), device)
-    names = {"f2d": "shipped" if shipped("f2d") else "untrained", "f3d": "shipped" if shipped("f3d") else "untrained"}
+    names = {name: "shipped" if shipped(name) else "untrained" for name in ("f2d", "f3d")}
     return f2d, f3d, names
 
 
@@ -105,7 +105,7 @@ def time_default_accepts(shape, accepts=3) -> float:
 def peak_memory_mb(pipeline: str) -> int:
     """Peak RSS of a fresh process that clicks and accepts with `pipeline` ("snc" or "default") on a
     512 x 512 x 300 CT-sized volume."""
-    code = f"from SliceAndConquerLib.evaluation.benchmark_speed import _memory_run; _memory_run({pipeline!r})"
+    code = f"from SliceAndConquerLib.evaluation.benchmark_speed import _memory_run; _memory_run('{pipeline}')"
     result = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     return int(result.stdout.split()[-1])
 
@@ -139,8 +139,8 @@ def benchmark(threads: int = 2) -> dict:
             "default_pipeline": best_pipeline()[0],
             "default_accept_s": {_size(shape): round(time_default_accepts(shape), 3)
                                  for shape in (VOLUME_SHAPE, CT_SHAPE)},
-            "peak_rss_mb": {name: peak_memory_mb(name) for name in ("snc", "default")}, "threads": torch.get_num_threads(), "device": "cpu",
-            "weights": names}
+            "peak_rss_mb": {name: peak_memory_mb(name) for name in ("snc", "default")},
+            "threads": torch.get_num_threads(), "device": "cpu", "weights": names}
 
 
 def main(out):
