@@ -125,6 +125,12 @@ class CrossRecommender:
     stretch that holds most mask voxels, 0.860 / 0.859 with this rule (distances not squared: 0.847 /
     0.846; keeping 2 slices clear of accepted planes: 0.851 / 0.852); equal up to the third slice."""
 
+    def __init__(self, unsure_first: bool = False):
+        """unsure_first: after the cross, weigh the voxels the 3D step is unsure of (confidence below
+        1, e.g. where the f2D sweep's axes disagree) instead of every mask voxel, skipping slices next
+        to accepted planes (`recommend.allowed_slices`); the mask rule when none is unsure."""
+        self.unsure_first = unsure_first
+
     def recommend(self, session):
         holding = [a for a in session.accepted if a.mask.any()]
         if not holding:
@@ -136,7 +142,19 @@ class CrossRecommender:
             centre = dict(zip(in_plane, (float(np.mean(c)) for c in np.nonzero(first.mask))))
             axis = next(a for a in in_plane if a not in axes_done)
             return Plane(axis, int(round(centre[axis])))
-        box = bounding_box(session.mask3d)
+        if self.unsure_first and session.confidence is not None:
+            from .recommend import allowed_slices
+
+            plane = self._farthest(session, session.confidence < 1, allowed_slices(session))
+            if plane is not None:
+                return plane
+        return self._farthest(session, session.mask3d)
+
+    @staticmethod
+    def _farthest(session, voxels, allowed=None):
+        """The slice whose `voxels` lie farthest from every accepted plane (sum of squared mm), among
+        the `allowed` slices of each axis (all when None); None when no slice scores."""
+        box = bounding_box(voxels)
         if box is None:
             return None
         squared_mm = np.full([b.stop - b.start for b in box], np.inf, np.float32)
@@ -146,8 +164,10 @@ class CrossRecommender:
                 nearest = plane_distance_mm(np.arange(span.start, span.stop), planes, session.spacing[axis])
                 squared_mm = np.minimum(squared_mm, np.expand_dims(
                     nearest ** 2, tuple(b for b in range(3) if b != axis)).astype(np.float32))
-        weighted = np.where(session.mask3d[box], squared_mm, 0)
+        weighted = np.where(voxels[box], squared_mm, 0)
         scores = [weighted.sum(axis=tuple(b for b in range(3) if b != axis)) for axis in range(3)]
+        for axis in range(3) if allowed is not None else ():
+            scores[axis][~allowed[axis][box[axis]]] = -1
         axis = int(np.argmax([s.max() for s in scores]))
         if scores[axis].max() <= 0:
             return None

@@ -68,7 +68,8 @@ def f2d_sweep_session(image, spacing, existing_mask=None, device="auto") -> Sess
     from .models.sweep import SweptPrior3D
 
     f2d = _shipped_f2d(device)
-    return Session(image, spacing, f2d, SweptPrior3D(f2d), CrossRecommender(), existing_mask=existing_mask)
+    return Session(image, spacing, f2d, SweptPrior3D(f2d), CrossRecommender(unsure_first=True),
+                   existing_mask=existing_mask)
 
 
 # name -> (factory(image, spacing, existing_mask=None) -> Session, description)

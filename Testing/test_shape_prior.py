@@ -140,6 +140,25 @@ def test_cross_recommender_prefers_mask_far_from_every_plane():
     assert CrossRecommender().recommend(state) == Plane(0, 22)
 
 
+def test_cross_recommender_can_ask_where_the_3d_step_is_unsure():
+    from types import SimpleNamespace
+
+    from SliceAndConquerLib.classic import CrossRecommender
+
+    full = np.ones((40, 40), bool)
+    accepted = [AcceptedSlice(Plane(axis, 20), (), full) for axis in range(3)]
+    mask3d = np.zeros((40, 40, 40), bool)
+    mask3d[28:36, 30:34, 31:34] = True        # the mask rule's choice: Plane(2, 33), as above
+    confidence = np.ones(mask3d.shape, np.float16)
+    confidence[10:14, 30:34, 5:9] = 2 / 3     # unsure, 7-10 mm from the axial plane, farther from the others
+    state = SimpleNamespace(accepted=accepted, mask3d=mask3d, spacing=(1.0, 1.0, 1.0),
+                            confidence=confidence)
+    assert CrossRecommender(unsure_first=True).recommend(state) == Plane(0, 10)
+    assert CrossRecommender().recommend(state) == Plane(2, 33)
+    confidence[:] = 1                          # sure everywhere: the mask rule
+    assert CrossRecommender(unsure_first=True).recommend(state) == Plane(2, 33)
+
+
 def _ellipsoid(shape, radii):
     grid = np.ogrid[tuple(slice(0, n) for n in shape)]
     return sum(((g - n // 2) / r) ** 2 for g, n, r in zip(grid, shape, radii)) <= 1

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from conftest import make_sphere
 from SliceAndConquerLib.classic import ShapePrior3D
@@ -98,8 +99,14 @@ def test_the_shipped_network_follows_the_image_where_the_prior_guesses():
     accepted = [_accept(truth, 0, 40)]
     prior = ShapePrior3D().predict(image, (1, 1, 1), np.zeros_like(truth), accepted).mask
     swept = SweptPrior3D(load_f2d(shipped("f2d"), "cpu")).predict(image, (1, 1, 1), np.zeros_like(truth),
-                                                                 accepted).mask
-    assert dice(swept, truth) > dice(prior, truth) + 0.03
-    assert dice(swept, truth) > 0.9
+                                                                 accepted)
+    assert dice(swept.mask, truth) > dice(prior, truth) + 0.03
+    assert dice(swept.mask, truth) > 0.9
     for entry in accepted:
-        np.testing.assert_array_equal(entry.plane.of(swept), entry.mask)
+        np.testing.assert_array_equal(entry.plane.of(swept.mask), entry.mask)
+        assert (entry.plane.of(swept.confidence) == 1).all()
+    # where the axes split (confidence 2/3) is the ellipsoid's border, never its core or far outside
+    split = swept.confidence < 1
+    assert split.any() and np.isin(np.unique(swept.confidence), [np.float16(2 / 3), 1]).all()
+    near_border = ndimage.binary_dilation(truth, iterations=3) & ~ndimage.binary_erosion(truth, iterations=3)
+    assert (split <= near_border).mean() > 0.99

@@ -10,6 +10,10 @@ region the prior's result stays (an existing mask is not rewritten far from the 
 accepted planes keep their masks exactly. No window growing: the prior's slice sets the window, CONTEXT
 wide on each side (models.window).
 
+Confidence: the share of the three axes that agree on a voxel's label (1 or 2/3; 1 outside the
+region and on accepted planes). The default pipeline's CrossRecommender(unsure_first=True) asks next
+for the slice whose split voxels lie farthest from the accepted planes.
+
 Time cap: when there are more than MAX_SLICES such slices, f2D runs on every n-th slice of each axis
 (and the last), n the smallest stride that fits, and a slice in between takes the majority of its two
 swept neighbours and its own prior slice.
@@ -80,9 +84,12 @@ class SweptPrior3D:
                 votes[plane.where] += swept.astype(np.int8) - plane.of(prior)
         mask = prior.copy()
         mask[roi.box] = votes[roi.box] >= 2  # nothing changes outside the region of interest
+        confidence = np.ones(image.shape, np.float16)
+        confidence[roi.box][(votes[roi.box] == 1) | (votes[roi.box] == 2)] = 2 / 3  # the axes split
         for entry in accepted:
             mask[entry.plane.where] = entry.mask
-        return Prediction3D(mask)
+            confidence[entry.plane.where] = 1
+        return Prediction3D(mask, confidence)
 
     def _sweep_axis(self, image, prior, planes, spacing, stride):
         """(plane, swept 2D mask) for `planes` of one axis. f2D runs on every `stride`-th plane and
