@@ -93,10 +93,10 @@ if shipped("f2d") is not None and shipped("f3d") is not None:
     PIPELINES["snc-nopost"] = (snc_nopost_session, "snc without the TV-L1 alignment (ablation)")
     PIPELINES["snc-random-next"] = (snc_random_next_session, "snc with a random valid next slice (ablation)")
 
-# Measured on the validation manifest (README, Benchmarks), mean DSC after six slices: f2d-sweep 0.764,
+# Measured on the validation manifest (README, Benchmarks), mean DSC after six slices: f2d-sweep 0.779,
 # f2d-prior 0.751, snc 0.723, f2d-fbs 0.652; f2d-sweep leads f2d-prior at every iteration (by
-# 0.012-0.028) with a click fewer per volume, at about 1.8 s per accept on a 256x256x128 volume against
-# 0.1 s. So f2d-sweep is the default; the others stay available by name.
+# 0.017-0.028) with as many clicks, at about 1.6 s per accept on a 256x256x128 volume against 0.1 s.
+# So f2d-sweep is the default; the others stay available by name.
 PREFERENCE = ("f2d-sweep", "f2d-prior", "f2d-fbs", "snc", "grabcut-fbs")
 
 
