@@ -166,8 +166,9 @@ class CrossRecommender:
                     nearest ** 2, tuple(b for b in range(3) if b != axis)).astype(np.float32))
         weighted = np.where(voxels[box], squared_mm, 0)
         scores = [weighted.sum(axis=tuple(b for b in range(3) if b != axis)) for axis in range(3)]
-        for axis in range(3) if allowed is not None else ():
-            scores[axis][~allowed[axis][box[axis]]] = -1
+        if allowed is not None:
+            for axis in range(3):
+                scores[axis][~allowed[axis][box[axis]]] = -1
         axis = int(np.argmax([s.max() for s in scores]))
         if scores[axis].max() <= 0:
             return None
