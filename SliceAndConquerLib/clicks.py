@@ -28,6 +28,12 @@ def disk_maps(clicks, shape, radius: float = DISK_RADIUS) -> np.ndarray:
     return maps
 
 
+def interior_depth(region: np.ndarray) -> np.ndarray:
+    """Pixels to the region's border, the image border counting as border (a click's 'most interior
+    point' is where this is largest)."""
+    return ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+
+
 def next_click(prediction: np.ndarray, truth: np.ndarray) -> Click | None:
     """The robot user's click (Sec. 4.4): at the most interior point of the largest error region,
     positive on a miss, negative on a false alarm. The image border counts as region border.
@@ -44,6 +50,6 @@ def next_click(prediction: np.ndarray, truth: np.ndarray) -> Click | None:
     if best is None:
         return None
     _, positive, region = best
-    distance = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+    distance = interior_depth(region)
     row, col = np.unravel_index(np.argmax(distance), distance.shape)
     return Click(int(row), int(col), positive)

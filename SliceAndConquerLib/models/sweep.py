@@ -27,7 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..classic import ShapePrior3D
-from ..clicks import Click
+from ..clicks import Click, interior_depth
 from ..geometry import bounding_box
 from ..session import Plane, Prediction3D
 from .predictor2d import Network2D
@@ -49,7 +49,7 @@ def interior_clicks(mask2d: np.ndarray) -> list:
     keep = [i + 1 for i in np.flatnonzero(sizes >= MIN_COMPONENT_PX)]
     if not keep:
         return []
-    depth = ndimage.distance_transform_edt(np.pad(mask2d[box], 1))[1:-1, 1:-1]
+    depth = interior_depth(mask2d[box])
     top, left = box[0].start, box[1].start
     deepest = ndimage.maximum_position(depth, labels, keep)
     return [Click(int(r) + top, int(c) + left, True) for r, c in deepest]
@@ -82,10 +82,11 @@ class SweptPrior3D:
         for planes in jobs:
             for plane, swept in self._sweep_axis(image, prior, planes, spacing, stride):
                 votes[plane.where] += swept.astype(np.int8) - plane.of(prior)
+        region = votes[roi.box]
         mask = prior.copy()
-        mask[roi.box] = votes[roi.box] >= 2  # nothing changes outside the region of interest
+        mask[roi.box] = region >= 2  # nothing changes outside the region of interest
         confidence = np.ones(image.shape, np.float16)
-        confidence[roi.box][(votes[roi.box] == 1) | (votes[roi.box] == 2)] = 2 / 3  # the axes split
+        confidence[roi.box][(region == 1) | (region == 2)] = 2 / 3  # the axes split
         for entry in accepted:
             mask[entry.plane.where] = entry.mask
             confidence[entry.plane.where] = 1
