@@ -14,6 +14,7 @@ import numpy as np
 
 from .clicks import Click, disk_maps
 from .errors import InputError
+from .geometry import bounding_box
 from .intensity import normalize
 
 
@@ -107,7 +108,7 @@ class Session:
         self.mask3d = np.zeros(image.shape, bool) if existing_mask is None else np.asarray(existing_mask, bool).copy()
         self.confidence: np.ndarray | None = None
         self.accepted: list[AcceptedSlice] = []
-        self._undo3d: list[tuple] = []       # (mask3d, confidence) before each accept
+        self._undo3d: list[_Undo3D] = []     # what each accept changed, to undo it exactly
         self._stage: _Stage2D | None = None
 
     # ---- state -----------------------------------------------------------------------------
@@ -181,21 +182,22 @@ class Session:
         entry = AcceptedSlice(stage.plane, tuple(stage.clicks), mask.copy(), align)
         accepted = [a for a in self.accepted if a.plane != stage.plane] + [entry]
         result = self.predictor3d.predict(self.image, self.spacing, self.mask3d, accepted)
-        self._undo3d.append((self.mask3d, self.confidence, self.accepted))
-        self.accepted = accepted
-        self.mask3d = np.array(result.mask, bool)
+        mask3d = np.array(result.mask, bool)
         if self.postprocess is not None:
-            self.mask3d = self.postprocess(self.mask3d, accepted)
+            mask3d = self.postprocess(mask3d, accepted)
         for entry in accepted:  # a promise to the user: accepted planes hold exactly what was accepted
-            self.mask3d[entry.plane.where] = entry.mask
-        self.confidence = result.confidence
+            mask3d[entry.plane.where] = entry.mask
+        self._undo3d.append(_Undo3D.of_change(self.mask3d, self.confidence, self.accepted,
+                                              mask3d, result.confidence))
+        self.mask3d, self.confidence, self.accepted = mask3d, result.confidence, accepted
         self._stage = None
         return self.mask3d
 
     def undo_slice(self) -> np.ndarray:
         """Undo the last accept: the 3D mask, confidence and accepted planes return exactly."""
         if self._undo3d:
-            self.mask3d, self.confidence, self.accepted = self._undo3d.pop()
+            self.mask3d, self.confidence, self.accepted = self._undo3d.pop().restore(
+                self.mask3d, self.confidence)
             self._stage = None
         return self.mask3d
 
@@ -207,6 +209,39 @@ class Session:
         negative click disks, accepted 2D masks, and a channel marking annotated planes (so that
         'annotated background' differs from 'not annotated')."""
         return guidance_volumes(self.accepted, self.image.shape)
+
+
+@dataclass
+class _Undo3D:
+    """The state before an accept, kept as the box around the voxels the accept changed: whole copies
+    of a 512x512x300 mask and its float16 confidence would hold 236 MB per accept."""
+    accepted: list
+    box: tuple | None            # None: the accept changed no voxel
+    mask: np.ndarray | None      # the earlier mask3d inside `box`
+    confidence: np.ndarray | None  # the earlier confidence inside `box`, or whole (see whole_confidence)
+    whole_confidence: bool       # the confidence was (or became) None or changed type: kept whole
+
+    @classmethod
+    def of_change(cls, mask, confidence, accepted, new_mask, new_confidence) -> _Undo3D:
+        changed = mask != new_mask
+        whole = confidence is None or new_confidence is None or confidence.dtype != new_confidence.dtype
+        if not whole:
+            changed |= confidence != new_confidence
+        box = bounding_box(changed)
+        return cls(accepted, box, None if box is None else mask[box].copy(),
+                   confidence if whole else None if box is None else confidence[box].copy(), whole)
+
+    def restore(self, mask, confidence) -> tuple:
+        """(mask3d, confidence, accepted) as they were, from the current mask and confidence (new
+        arrays: the current ones may be on display)."""
+        mask = mask.copy()
+        if not self.whole_confidence:
+            confidence = confidence.copy()
+        if self.box is not None:
+            mask[self.box] = self.mask
+            if not self.whole_confidence:
+                confidence[self.box] = self.confidence
+        return mask, self.confidence if self.whole_confidence else confidence, self.accepted
 
 
 def guidance_volumes(accepted: Sequence[AcceptedSlice], shape, box=None) -> np.ndarray:

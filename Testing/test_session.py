@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from SliceAndConquerLib.errors import InputError
-from SliceAndConquerLib.session import Plane, Session, guidance_volumes
+from SliceAndConquerLib.session import Plane, Prediction3D, Session, guidance_volumes
 
 
 @pytest.fixture
@@ -109,3 +109,38 @@ def test_accepted_planes_hold_exactly_the_accepted_masks(sphere_image, toy_predi
     mask2d = session.mask2d
     session.accept_slice()
     assert np.array_equal(Plane(1, 16).of(session.mask3d), mask2d) and mask2d.any()
+
+
+class _LocalPredictor3D:
+    """Paints a 5-voxel slab around each accepted plane's mask, and is unsure (0.5) on that slab."""
+    name = "local"
+
+    def predict(self, image, spacing, previous, accepted):
+        mask, confidence = previous.copy(), np.ones(image.shape, np.float16)
+        for entry in accepted:
+            slab = [slice(None)] * 3
+            slab[entry.plane.axis] = slice(max(entry.plane.index - 2, 0), entry.plane.index + 3)
+            mask[tuple(slab)] |= np.expand_dims(entry.mask, entry.plane.axis)
+            confidence[tuple(slab)][mask[tuple(slab)]] = 0.5
+        return Prediction3D(mask, confidence)
+
+
+def test_undo_slice_restores_confidence_exactly_and_keeps_only_the_changed_box(toy_predictors):
+    session = Session(np.zeros((64, 64, 64), np.float32), (1.0, 1.0, 1.0), toy_predictors[0],
+                      _LocalPredictor3D())
+    states = [(session.mask3d.copy(), session.confidence)]
+    for axis, index in ((0, 20), (2, 40)):
+        session.begin_slice(Plane(axis, index))
+        square = np.zeros((64, 64), bool)
+        square[10:20, 30:44] = True
+        session.accept_slice(mask=square)
+        states.append((session.mask3d.copy(), session.confidence.copy()))
+    held = sum(u.mask.nbytes + (0 if u.whole_confidence else u.confidence.nbytes) for u in session._undo3d)
+    assert held < 64 ** 3 // 10, "undo keeps the changed box, not whole volumes"
+    for mask, confidence in reversed(states[:-1]):
+        session.undo_slice()
+        assert np.array_equal(session.mask3d, mask)
+        if confidence is None:
+            assert session.confidence is None
+        else:
+            assert np.array_equal(session.confidence, confidence)
