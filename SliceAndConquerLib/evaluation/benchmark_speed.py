@@ -122,7 +122,18 @@ def _memory_run(pipeline: str):
     plane = Plane(0, CT_SHAPE[0] // 2)
     for _ in range(3):
         plane = _click_and_accept(session, truth, plane) or Plane(1, CT_SHAPE[1] // 2)
-    print(int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    print(_peak_rss_mb())
+
+
+def _peak_rss_mb() -> int:
+    """This process's peak resident memory. /proc's VmHWM where there is one: ru_maxrss would also
+    count the parent's memory at the fork that started this process (Linux keeps it across exec)."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) // 1024 for line in status if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux, bytes on macOS
+        return int(peak / (2 ** 20 if sys.platform == "darwin" else 1024))
 
 
 def _size(shape) -> str:
