@@ -54,6 +54,18 @@ def _demo(args):
     run_demo(manifests["sample"], Path(args.out), args.slices, args.seed)
 
 
+def _source_factor(text: str) -> tuple:
+    """SOURCE=FACTOR of `--oversample`."""
+    source, _, factor = text.partition("=")
+    try:
+        value = float(factor)
+    except ValueError:
+        value = -1.0
+    if not source or not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not SOURCE=FACTOR with a positive FACTOR")
+    return source, value
+
+
 def _train_f2d(args):
     from .training.f2d import train
 
@@ -182,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "width; checksum verified) instead of a fresh network")
     f2d.add_argument("--loop-starts", type=float, default=0.0, help="fraction of samples that start from a "
                      "prior-like previous mask (as the loop's later slices do)")
+    f2d.add_argument("--oversample", type=_source_factor, action="append", metavar="SOURCE=FACTOR",
+                     help="draw this source's targets FACTOR times as often (e.g. ts-dicom=2; repeatable)")
     f2d.add_argument("--seed", type=int, default=0)
     f2d.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     f2d.add_argument("--threads", type=int, help="CPU threads per process")

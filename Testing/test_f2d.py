@@ -259,3 +259,23 @@ def test_shipped_model_segments_a_bright_disk_from_one_click():
     predictor = load_f2d(shipped("f2d"), "cpu")
     mask = predictor.predict(image, np.zeros_like(truth), [Click(80, 80, True)], (1.0, 1.0))
     assert dice(mask, truth) > 0.9
+
+
+def test_oversample_draws_a_source_more_often_and_rejects_unknown_sources(tmp_path):
+    from SliceAndConquerLib.cli import build_parser
+    from SliceAndConquerLib.training.sampler import TrainingVolumes
+
+    manifest = _tiny_manifest(tmp_path)
+    cases = json.loads(manifest.read_text())["cases"]
+    cases.append(dict(cases[0], name="ct/1"))
+    manifest.write_text(json.dumps({"cases": cases}))
+    assert np.allclose(TrainingVolumes(manifest).draw, [0.5, 0.5])
+    assert np.allclose(TrainingVolumes(manifest, {"ct": 3.0}).draw, [0.25, 0.75])
+    with pytest.raises(InputError, match="no targets from mri to oversample"):
+        TrainingVolumes(manifest, {"mri": 2.0})
+    args = build_parser().parse_args(["train", "f2d", "--manifest", "m.json", "--out", "o",
+                                      "--oversample", "ct=3", "--oversample", "toy=0.5"])
+    assert dict(args.oversample) == {"ct": 3.0, "toy": 0.5}
+    for bad in ("ct", "ct=0", "=2", "ct=two"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["train", "f2d", "--manifest", "m.json", "--out", "o", "--oversample", bad])

@@ -168,7 +168,8 @@ def train(args) -> Path:
     device, ddp = setup(args)
     seed = args.seed + 1000 * ddp.rank
     streams = {"clicks": np.random.default_rng(seed), "start": 0}
-    volumes = TrainingVolumes(args.manifest)
+    oversample = dict(args.oversample or [])
+    volumes = TrainingVolumes(args.manifest, oversample)
     sampler = SliceSampler(None, seed=seed, volumes=volumes)
 
     def next_batch(curriculum):
@@ -218,6 +219,7 @@ def train(args) -> Path:
                    "batch": args.batch, "seed": args.seed, "data_workers": args.workers,
                    "iterative_training": "0..3 simulated error clicks (0..2 after the restart), prediction fed back",
                    "previous_mask": f"0.2 mildly corrupted ground truth, {args.loop_starts} prior-like, "
-                                    "else empty"},
+                                    "else empty",
+                   "oversample": oversample},
     })
     return run(args, job, device, ddp)

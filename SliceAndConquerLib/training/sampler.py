@@ -40,7 +40,9 @@ class TrainingVolumes:
     `source` is a manifest (JSON) or a training pack from `write_pack` (.npz, `snc data pack`): the same
     arrays in one file, for a machine without the image readers (a rented GPU) or a faster start."""
 
-    def __init__(self, source):
+    def __init__(self, source, oversample: dict | None = None):
+        """`oversample`: source name (a case name's first part, e.g. "ts-dicom") -> factor on how often
+        its targets are drawn."""
         if Path(source).suffix == ".npz":
             raw_images, spacings, labels, cases = _read_pack(source)
         else:
@@ -60,9 +62,12 @@ class TrainingVolumes:
                 continue
             frequency, weight = SOURCE_WEIGHTS.get(name.split("/")[0], (1.0, 1.0))
             self.targets.append(Target(image_id, label_id, value, weight, slices))
-            draw.append(frequency)
+            draw.append(frequency * (oversample or {}).get(name.split("/")[0], 1.0))
         if not self.targets:
             raise ValueError(f"{source}: no usable training targets")
+        unknown = set(oversample or {}) - {name.split("/")[0] for name, *_ in cases}
+        if unknown:
+            raise InputError(f"{source}: no targets from {', '.join(sorted(unknown))} to oversample")
         self.draw = np.asarray(draw) / np.sum(draw)
 
     def pick(self, rng) -> Target:
