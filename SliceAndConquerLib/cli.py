@@ -61,7 +61,7 @@ def _source_factor(text: str) -> tuple:
         value = float(factor)
     except ValueError:
         value = -1.0
-    if not source or not value > 0:
+    if not source or not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} is not SOURCE=FACTOR with a positive FACTOR")
     return source, value
 

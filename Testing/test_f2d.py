@@ -276,6 +276,6 @@ def test_oversample_draws_a_source_more_often_and_rejects_unknown_sources(tmp_pa
     args = build_parser().parse_args(["train", "f2d", "--manifest", "m.json", "--out", "o",
                                       "--oversample", "ct=3", "--oversample", "toy=0.5"])
     assert dict(args.oversample) == {"ct": 3.0, "toy": 0.5}
-    for bad in ("ct", "ct=0", "=2", "ct=two"):
+    for bad in ("ct", "ct=0", "=2", "ct=two", "ct=inf", "ct=nan"):
         with pytest.raises(SystemExit):
             build_parser().parse_args(["train", "f2d", "--manifest", "m.json", "--out", "o", "--oversample", bad])
