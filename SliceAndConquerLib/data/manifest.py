@@ -24,6 +24,11 @@ class Case:
         return volume, read_label(self.label, self.value, reference=volume)
 
 
+def source_of(case_name: str) -> str:
+    """A case's data source: the first part of its name ("ts-dicom/example_seg_dicom/5" -> "ts-dicom")."""
+    return case_name.split("/")[0]
+
+
 def read_manifest(path) -> list[Case]:
     path = Path(path)
     try:

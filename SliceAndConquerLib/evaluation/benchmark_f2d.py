@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from ..classic import GrabCut2D
 from ..clicks import Click, next_click
-from ..data.manifest import read_manifest
+from ..data.manifest import read_manifest, source_of
 from ..imageio import read_label, read_volume
 from ..intensity import normalize
 from ..metrics import dice, iou
@@ -90,7 +90,7 @@ def benchmark(manifest, predictor, max_clicks=20, limit=None, progress=True, dev
             spacing2d = tuple(s for a, s in enumerate(volume.spacing) if a != axis)
             for key, method in (("model", predictor), ("baseline", baseline)):
                 curves[key].append(click_curve(method, take(image), take(truth), spacing2d, max_clicks))
-            sources.append(case.name.split("/")[0])
+            sources.append(source_of(case.name))
     result = summarize_curves(curves["model"], max_clicks)
     # Where the model is weak: per data source (e.g. CT organs against atlas regions).
     result["by_source"] = {}

@@ -12,7 +12,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..clicks import next_click
-from ..data.manifest import read_manifest
+from ..data.manifest import read_manifest, source_of
 from ..errors import InputError
 from ..intensity import normalize
 from ..models.f2d import INPUT_SIZE
@@ -34,11 +34,6 @@ class Target:
     slices: tuple  # per axis: indices of slices with at least MIN_AREA target pixels
 
 
-def _source_of(case_name: str) -> str:
-    """A case's data source: the first part of its name ("ts-dicom/example_seg_dicom/5" -> "ts-dicom")."""
-    return case_name.split("/")[0]
-
-
 class TrainingVolumes:
     """Every training target with its normalised image and label volume, loaded once.
 
@@ -53,7 +48,7 @@ class TrainingVolumes:
         else:
             raw_images, spacings, labels, cases = _read_manifest_volumes(source)
         oversample = oversample or {}
-        unknown = set(oversample) - {_source_of(name) for name, *_ in cases}
+        unknown = set(oversample) - {source_of(name) for name, *_ in cases}
         if unknown:  # before any volume is normalised: a typo should not cost the loading time
             raise InputError(f"{source}: no targets from {', '.join(sorted(unknown))} to oversample")
         self.spacings, self.labels = spacings, labels
@@ -69,9 +64,9 @@ class TrainingVolumes:
                            for a in range(3))
             if not any(len(s) for s in slices):
                 continue
-            frequency, weight = SOURCE_WEIGHTS.get(_source_of(name), (1.0, 1.0))
+            frequency, weight = SOURCE_WEIGHTS.get(source_of(name), (1.0, 1.0))
             self.targets.append(Target(image_id, label_id, value, weight, slices))
-            draw.append(frequency * oversample.get(_source_of(name), 1.0))
+            draw.append(frequency * oversample.get(source_of(name), 1.0))
         if not self.targets:
             raise ValueError(f"{source}: no usable training targets")
         self.draw = np.asarray(draw) / np.sum(draw)
