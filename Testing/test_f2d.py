@@ -64,7 +64,7 @@ def test_window_crop_paste_round_trip_and_mm_square():
 def test_window_rule():
     previous = np.zeros((100, 100), bool)
     first = window_for(previous, [Click(50, 50, True)], (1.0, 1.0))
-    assert first == first_window(50, 50, (100, 100), (1.0, 1.0)) and first.side_mm == 40.0
+    assert first == first_window(50, 50, (100, 100), (1.0, 1.0)) and first.side_mm == 60.0
     previous[40:60, 45:55] = True
     later = window_for(previous, [Click(50, 50, True), Click(90, 90, True)], (1.0, 1.0))
     top, left = later.origin

@@ -7,7 +7,7 @@ import torch
 from ..clicks import DISK_RADIUS, Click, disk_maps
 from .f2d import F2D, INPUT_SIZE
 from .weights import load_state, pick_device
-from .window import MAX_GROWS, MIN_MASK_FRACTION, Window, touches_border, window_for
+from .window import MAX_GROWS, Window, touches_border, window_for
 
 
 def load_f2d(weights, device: str = "auto") -> "Network2D":
@@ -55,13 +55,8 @@ class Network2D:
         window = window_for(previous, clicks, spacing2d)
         for attempt in range(MAX_GROWS + 1):
             prob = self.probabilities(window, image2d, previous, clicks)
-            mask = prob > 0.5
-            # Grow when the mask reaches the window's border, or when the first positive click produced
-            # (almost) nothing: the target may fill the whole window, which then shows no border.
-            vanished = not previous.any() and any(c.positive for c in clicks) and \
-                mask.sum() < MIN_MASK_FRACTION * mask.size
-            if attempt == MAX_GROWS or window.covers_slice(previous.shape) or \
-                    not (touches_border(mask, window, previous.shape) or vanished):
+            # Grow when the mask reaches the window's border: the target goes on beyond it.
+            if attempt == MAX_GROWS or not touches_border(prob > 0.5, window, previous.shape):
                 break
             window = window.grown()
         return window.paste(prob, previous.shape, fill=previous.astype(np.float32)) > 0.5

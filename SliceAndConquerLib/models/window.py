@@ -7,11 +7,15 @@ Rule (the same in the app, the benchmark and training):
 - Otherwise: the bounding box of the previous mask and every positive click, made square in
   millimetres, enlarged by CONTEXT (each side) and at least MIN_WINDOW_PX pixels wide. A positive click
   far from the current mask therefore widens the window to take in both.
-- After a prediction touches the window border (and the border is not the slice's own), or when the
-  first positive click (no previous mask) produced a mask smaller than MIN_MASK_FRACTION of the
-  window (a target that fills the whole window shows the network no border to stop at), the window
+- After a prediction touches the window border (and the border is not the slice's own), the window
   grows by GROW and the click is predicted again, at most MAX_GROWS times.
 Windows are square in millimetres so thick-slice CT/MR shapes keep their proportions in the network.
+
+The first-click fraction was chosen on the training manifest's slices (the largest-area slice of each
+target on each axis, one robot click, the shipped weights): mean DSC 0.614 / 0.632 / 0.631 / 0.625 /
+0.613 at 0.48 / 0.56 / 0.64 / 0.72 / 0.8 of the slice, 0.58 at 0.4. An earlier rule also grew the window
+when the first click's mask covered under 2% of it (meant for a target filling the whole window), but
+that fired on every small target and cost more than it saved (0.58 against 0.63 at 0.64).
 """
 from __future__ import annotations
 
@@ -20,12 +24,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-FIRST_WINDOW_FRACTION = 0.4
+FIRST_WINDOW_FRACTION = 0.6
 CONTEXT = 0.4
 MIN_WINDOW_PX = 40
 GROW = 1.6
 MAX_GROWS = 2
-MIN_MASK_FRACTION = 0.02
 
 
 @dataclass(frozen=True)
