@@ -15,9 +15,9 @@ from conftest import make_sphere
 from SliceAndConquerLib.clicks import Click, next_click
 from SliceAndConquerLib.errors import InputError
 from SliceAndConquerLib.models.f2d import F2D, INPUT_SIZE
-from SliceAndConquerLib.models.predictor2d import load_f2d
+from SliceAndConquerLib.models.predictor2d import Network2D, load_f2d
 from SliceAndConquerLib.models.weights import ModelFileError, pick_device, save_weights, shipped, write_card
-from SliceAndConquerLib.models.window import Window, first_window, touches_border, window_for
+from SliceAndConquerLib.models.window import MAX_GROWS, Window, first_window, touches_border, window_for
 from SliceAndConquerLib.training.f2d import make_batch, train_step
 from SliceAndConquerLib.training.losses import normalized_focal_loss
 
@@ -73,6 +73,34 @@ def test_window_rule():
     mask_net[0, 10] = True
     assert touches_border(mask_net, Window((50, 50), 20, (1, 1)), (100, 100))
     assert not touches_border(mask_net, Window((50, 50), 200, (1, 1)), (100, 100))
+
+
+class _FixedOutput(torch.nn.Module):
+    """Stands in for the network to test the window rule alone: a disk of `radius` net pixels at the
+    window's centre (radius None: everything), counting its calls."""
+    def __init__(self, radius):
+        super().__init__()
+        self.radius, self.calls = radius, 0
+
+    def forward(self, image, previous, clicks):
+        self.calls += 1
+        size = image.shape[-1]
+        if self.radius is None:
+            return torch.full_like(image, 5.0)
+        yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+        inside = (yy - size / 2 + 0.5) ** 2 + (xx - size / 2 + 0.5) ** 2 < self.radius ** 2
+        return torch.where(inside, 5.0, -5.0).expand_as(image).clone()
+
+
+def test_window_grows_only_when_the_mask_reaches_its_border():
+    image, empty = np.zeros((300, 300), np.float32), np.zeros((300, 300), bool)
+    click = [Click(150, 150, True)]
+    small = _FixedOutput(radius=4)  # a small target: kept from the first window (no growing)
+    mask = Network2D(small, "cpu").predict(image, empty, click, (1.0, 1.0))
+    assert small.calls == 1 and mask[150, 150] and 0 < mask.sum() < 100
+    filling = _FixedOutput(radius=None)  # the mask fills the window: grow, at most MAX_GROWS times
+    mask = Network2D(filling, "cpu").predict(image, empty, click, (1.0, 1.0))
+    assert filling.calls == 1 + MAX_GROWS and mask.sum() > 0.9 * mask.size
 
 
 def test_simulated_clicks_land_in_the_error_region():
