@@ -12,10 +12,10 @@ Rule (the same in the app, the benchmark and training):
 Windows are square in millimetres so thick-slice CT/MR shapes keep their proportions in the network.
 
 The first-click fraction was chosen on the training manifest's slices (the largest-area slice of each
-target on each axis, one robot click, the shipped weights): mean DSC 0.614 / 0.632 / 0.631 / 0.625 /
-0.613 at 0.48 / 0.56 / 0.64 / 0.72 / 0.8 of the slice, 0.58 at 0.4. An earlier rule also grew the window
-when the first click's mask covered under 2% of it (meant for a target filling the whole window), but
-that fired on every small target and cost more than it saved (0.58 against 0.63 at 0.64).
+target on each axis, one robot click, the f2D weights shipped then): mean DSC 0.614 / 0.632 / 0.631 /
+0.625 / 0.613 at 0.48 / 0.56 / 0.64 / 0.72 / 0.8 of the slice, 0.58 at 0.4. An earlier rule also grew
+the window when the first click's mask covered under 2% of it (meant for a target filling the whole
+window), but that fired on every small target and cost more than it saved (0.58 against 0.63 at 0.64).
 """
 from __future__ import annotations
 
