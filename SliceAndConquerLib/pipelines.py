@@ -94,8 +94,8 @@ if shipped("f2d") is not None and shipped("f3d") is not None:
     PIPELINES["snc-random-next"] = (snc_random_next_session, "snc with a random valid next slice (ablation)")
 
 # Measured on the validation manifest (README, Benchmarks), mean DSC after six slices: f2d-sweep 0.779,
-# f2d-prior 0.751, snc 0.723, f2d-fbs 0.652; f2d-sweep leads f2d-prior at every iteration (by
-# 0.017-0.028) with as many clicks, at about 1.5 s per accept on a 256x256x128 volume (results/speed.json).
+# f2d-prior 0.756, snc 0.712, f2d-fbs 0.657; f2d-sweep leads f2d-prior at every iteration (by
+# 0.016-0.030) with as many clicks, at about 1.5 s per accept on a 256x256x128 volume (results/speed.json).
 # So f2d-sweep is the default; the others stay available by name.
 PREFERENCE = ("f2d-sweep", "f2d-prior", "f2d-fbs", "snc", "grabcut-fbs")
 
