@@ -64,9 +64,10 @@ class TrainingVolumes:
                            for a in range(3))
             if not any(len(s) for s in slices):
                 continue
-            frequency, weight = SOURCE_WEIGHTS.get(source_of(name), (1.0, 1.0))
+            source = source_of(name)
+            frequency, weight = SOURCE_WEIGHTS.get(source, (1.0, 1.0))
             self.targets.append(Target(image_id, label_id, value, weight, slices))
-            draw.append(frequency * oversample.get(source_of(name), 1.0))
+            draw.append(frequency * oversample.get(source, 1.0))
         if not self.targets:
             raise ValueError(f"{source}: no usable training targets")
         self.draw = np.asarray(draw) / np.sum(draw)
