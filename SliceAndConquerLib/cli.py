@@ -25,6 +25,11 @@ def _pack(args):
     print(f"wrote {path} ({path.stat().st_size / 2 ** 20:.1f} MB)")
 
 
+def _names(text) -> list[str]:
+    """A comma-separated list of names (`--methods a,b`, `--groups a,b`)."""
+    return [n.strip() for n in (text or "").split(",") if n.strip()]
+
+
 def _evaluate(args):
     import torch
 
@@ -33,10 +38,11 @@ def _evaluate(args):
     torch.set_num_threads(args.threads)
     from .evaluation.report import markdown_table, write_report
 
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    methods = _names(args.methods)
     try:
         report = evaluate(args.manifest, methods, args.slices, args.max_clicks, args.seed, args.limit,
-                          init_mask=args.init_mask, perfect_slices=args.perfect_slices)
+                          init_mask=args.init_mask, perfect_slices=args.perfect_slices,
+                          groups=_names(args.groups))
     except ValueError as exc:
         if isinstance(exc, InputError):
             raise
@@ -92,7 +98,8 @@ def _benchmark_f2d(args):
     if weights is None:
         raise InputError("no f2D weights: pass --model or train them with `snc train f2d`")
     predictor = load_f2d(weights, args.device)
-    result = benchmark(args.manifest, predictor, args.max_clicks, args.limit, device=str(predictor.device))
+    result = benchmark(args.manifest, predictor, args.max_clicks, args.limit, device=str(predictor.device),
+                       groups=_names(args.groups))
     result["settings"]["weights"] = str(weights)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
@@ -101,15 +108,25 @@ def _benchmark_f2d(args):
 
         command = "snc " + " ".join(str(a) for a in args.argv)
         record_metrics(weights, "benchmark_f2d", {k: result[k] for k in (
-            "noc85", "noc90", "fail_rate90", "dice_at", "latency_ms", "threads")} | {
-            "baseline_grabcut": {k: result["baseline"][k] for k in ("noc85", "noc90", "fail_rate90", "dice_at")},
+            "noc85", "noc90", "fail_rate90", "dice_at", "macro", "by_group", "thick_planes", "latency_ms",
+            "threads")} | {
+            "baseline_grabcut": {k: result["baseline"][k] for k in ("noc85", "noc90", "fail_rate90", "dice_at",
+                                                                      "macro")},
             "manifest": str(args.manifest), "command": command})
-    base = result["baseline"]
-    print(f"f2D      NoC@85 {result['noc85']:.2f}  NoC@90 {result['noc90']:.2f}  fail@90 {result['fail_rate90']:.3f}  "
-          f"DSC@1/3/5 {result['dice_at']['1']:.3f}/{result['dice_at']['3']:.3f}/{result['dice_at']['5']:.3f}  "
-          f"latency 256/512 {result['latency_ms']['256']}/{result['latency_ms']['512']} ms")
-    print(f"GrabCut  NoC@85 {base['noc85']:.2f}  NoC@90 {base['noc90']:.2f}  fail@90 {base['fail_rate90']:.3f}  "
-          f"DSC@1/3/5 {base['dice_at']['1']:.3f}/{base['dice_at']['3']:.3f}/{base['dice_at']['5']:.3f}")
+
+    def line(name, r):
+        d = r["dice_at"]
+        return (f"{name:<28} NoC@85 {r['noc85']:5.2f}  NoC@90 {r['noc90']:5.2f}  fail@90 {r['fail_rate90']:.3f}  "
+                f"DSC@1/3/5 {d['1']:.3f}/{d['3']:.3f}/{d['5']:.3f}")
+
+    print(line("f2D macro over groups", result["macro"]))
+    for group, part in result["by_group"].items():
+        print(line(f"  {group} ({part['slices']})", part))
+    if result["thick_planes"]["slices"]:
+        print(line(f"  thick planes ({result['thick_planes']['slices']})", result["thick_planes"]))
+    print(line("f2D all slices", result) + f"  latency 256/512 {result['latency_ms']['256']}/"
+          f"{result['latency_ms']['512']} ms")
+    print(line("GrabCut macro over groups", result["baseline"]["macro"]))
     print(f"wrote {args.out}")
 
 
@@ -149,7 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="robot-user evaluation of methods on a manifest")
     evaluate.add_argument("--manifest", type=Path, required=True)
     evaluate.add_argument("--out", type=Path, required=True, help="R.json; R.md and R.png are written beside it")
-    evaluate.add_argument("--methods", default="fbs-oracle,nearest-oracle,growcut")
+    evaluate.add_argument("--methods", default="fbs-oracle,nearest-oracle,growcut",
+                          help="comma-separated; `default` is the pipeline the app, demo and `snc segment` use")
+    evaluate.add_argument("--groups", help="only these groups of the manifest (comma-separated)")
     evaluate.add_argument("--slices", type=int, default=6, help="iterations (annotated slices)")
     evaluate.add_argument("--max-clicks", type=int, default=5, help="clicks per slice at most")
     evaluate.add_argument("--seed", type=int, default=0)
@@ -229,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     b2d.add_argument("--max-clicks", type=int, default=20)
     b2d.add_argument("--model", type=Path, help="weights (default: the shipped f2d.pt)")
     b2d.add_argument("--limit", type=int, help="only the first N cases")
+    b2d.add_argument("--groups", help="only these groups of the manifest (comma-separated)")
     b2d.add_argument("--threads", type=int, default=2)
     b2d.add_argument("--device", default="cpu")
     b2d.add_argument("--record", action="store_true", help="also write the numbers into the model card")
