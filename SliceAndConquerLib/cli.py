@@ -52,6 +52,24 @@ def _evaluate(args):
     print("wrote " + ", ".join(str(p) for p in paths))
 
 
+def _merge(args):
+    import json
+
+    from .evaluation.harness import merge_reports
+    from .evaluation.report import markdown_table, write_report
+
+    reports = []
+    for path in args.parts:
+        try:
+            reports.append(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(f"{path}: not an evaluation ({exc})") from None
+    report = merge_reports(reports)
+    paths = write_report(report, args.out)
+    print(markdown_table(report["summary"]), end="")
+    print("wrote " + ", ".join(str(p) for p in paths))
+
+
 def _demo(args):
     from .data.fetch import fetch
     from .demo import run_demo
@@ -179,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--perfect-slices", action="store_true", help="the robot accepts each plane's "
                           "ground truth without clicking: the 3D step and slice choice alone (session methods)")
     evaluate.set_defaults(run=_evaluate)
+
+    merge = commands.add_parser("merge", help="one evaluation from evaluations of parts of a manifest "
+                                "(e.g. `snc evaluate --groups X` run in parallel)")
+    merge.add_argument("parts", nargs="+", type=Path, help="R.json files of `snc evaluate`")
+    merge.add_argument("--out", type=Path, required=True)
+    merge.set_defaults(run=_merge)
 
     demo = commands.add_parser("demo", help="segment the sample volume with the robot user")
     demo.add_argument("--out", default="demo_output")

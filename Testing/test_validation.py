@@ -159,3 +159,28 @@ def test_a_label_emptied_by_thick_slices_is_dropped_with_a_warning(tmp_path, cap
     assert [c["value"] for c in cases] == [1]
     assert all(c["group"] == "thick-slice" for c in cases)
     assert "label 2" in capsys.readouterr().err
+
+
+def test_evaluations_of_parts_merge_into_one(tmp_path):
+    from SliceAndConquerLib.cli import main
+    from SliceAndConquerLib.evaluation.harness import merge_reports
+
+    settings = {"manifest": "val.json", "slices": 2, "max_clicks": 5, "seed": 0, "init_mask": None,
+                "perfect_slices": False, "methods": ["m"]}
+    big = [_row("big", [1.0, 1.0], f"b{i}") for i in range(3)]
+    small = [_row("small", [0.0, 0.5])]
+    parts = [{"settings": dict(settings, groups=["big"]), "results": big},
+             {"settings": dict(settings, groups=["small"]), "results": small}]
+    merged = merge_reports(parts)
+    assert merged["summary"] == summarize(big + small)
+    assert merged["settings"]["groups"] == ["big", "small"] and merged["settings"]["cases"] == 4
+    with pytest.raises(InputError, match="differ in seed"):
+        merge_reports([parts[0], {"settings": dict(settings, seed=1), "results": small}])
+    with pytest.raises(InputError, match="more than one"):
+        merge_reports([parts[0], parts[0]])
+    for i, part in enumerate(parts):
+        (tmp_path / f"p{i}.json").write_text(json.dumps(part))
+    out = tmp_path / "all.json"
+    assert main(["merge", str(tmp_path / "p0.json"), str(tmp_path / "p1.json"), "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["summary"]["m"]["macro_dice"] == [0.5, 0.75]
+    assert main(["merge", str(tmp_path / "nothing.json"), "--out", str(out)]) == 2

@@ -172,3 +172,25 @@ def evaluate(manifest, methods, slices=6, max_clicks=5, seed=0, limit=None, prog
     if init_mask == "degraded":
         settings["click_budget"] = REFINE_BUDGET
     return {"settings": settings, "results": results, "summary": summarize(results)}
+
+
+def merge_reports(reports: list[dict]) -> dict:
+    """One report from evaluations of disjoint parts of a manifest (e.g. one group each, run in
+    parallel): results concatenated, summary recomputed; the parts must share their protocol."""
+    protocol = ("manifest", "slices", "max_clicks", "seed", "init_mask", "perfect_slices")
+    first = reports[0]["settings"]
+    for report in reports[1:]:
+        differing = [k for k in protocol if report["settings"].get(k) != first.get(k)]
+        if differing:
+            raise InputError(f"cannot merge evaluations that differ in {', '.join(differing)}")
+    results = [r for report in reports for r in report["results"]]
+    seen = set()
+    for r in results:
+        if (r["case"], r["method"]) in seen:
+            raise InputError(f"{r['case']} ({r['method']}) is in more than one of the merged evaluations")
+        seen.add((r["case"], r["method"]))
+    settings = dict(first, methods=list(dict.fromkeys(m for rep in reports for m in rep["settings"]["methods"])),
+                    cases=len({r["case"] for r in results}),
+                    groups=sorted({g for rep in reports for g in rep["settings"].get("groups", [])}),
+                    merged=len(reports))
+    return {"settings": settings, "results": results, "summary": summarize(results)}
