@@ -4,7 +4,7 @@ Everything the module does goes through SliceAndConquerLib.slicer_logic.SliceAnd
 tested with real MRML nodes in pytest); this file maps buttons, shortcuts and markups clicks onto it.
 """
 
-from typing import Annotated
+from typing import Annotated, Optional
 
 import qt
 import vtk
@@ -139,7 +139,7 @@ class SliceAndConquerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if firstVolumeNode:
                 self._parameterNode.inputVolume = firstVolumeNode
 
-    def setParameterNode(self, inputParameterNode: SliceAndConquerParameterNode | None) -> None:
+    def setParameterNode(self, inputParameterNode: Optional[SliceAndConquerParameterNode]) -> None:
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
