@@ -4,7 +4,28 @@ Everything the module does goes through SliceAndConquerLib.slicer_logic.SliceAnd
 tested with real MRML nodes in pytest); this file maps buttons, shortcuts and markups clicks onto it.
 """
 
+import os
+import sys
 from typing import Annotated, Optional
+
+
+def libraryFolderToAdd(moduleFolder, searchPath):
+    """The folder to put on sys.path so that `import SliceAndConquerLib` finds the copy next to this module,
+    or None. In the packaged extension both sit in qt-scripted-modules/, which Slicer puts on sys.path; in a
+    clone (Additional module paths = <clone>/SliceAndConquer) Slicer adds only this file's folder, and the
+    Lib is in its parent, <clone>. No Qt, no slicer: Testing/test_module_paths.py runs it as it is here."""
+    if os.path.isfile(os.path.join(moduleFolder, "SliceAndConquerLib", "__init__.py")):
+        return None  # packaged layout: the Lib is importable from this file's own folder
+    parent = os.path.dirname(os.path.abspath(moduleFolder))
+    if not os.path.isfile(os.path.join(parent, "SliceAndConquerLib", "__init__.py")):
+        return None
+    known = {os.path.normcase(os.path.abspath(entry or os.curdir)) for entry in searchPath}
+    return None if os.path.normcase(parent) in known else parent
+
+
+_libraryFolder = libraryFolderToAdd(os.path.dirname(os.path.abspath(__file__)), sys.path)
+if _libraryFolder is not None:
+    sys.path.insert(0, _libraryFolder)  # before any other (e.g. installed) copy: the clone runs its own Lib
 
 import qt
 import vtk
