@@ -6,6 +6,7 @@ tested with real MRML nodes in pytest); this file maps buttons, shortcuts and ma
 
 import os
 import sys
+import unittest
 from typing import Annotated, Optional
 
 
@@ -62,7 +63,7 @@ background) and moves the matching view to the slice recommended for the next co
 <br><b>Keyboard shortcuts</b> (while this module is shown): <b>p</b> positive clicks, <b>n</b> negative clicks,
 <b>a</b> accept slice, <b>z</b> undo click, <b>Shift+Z</b> undo slice, <b>j</b> jump to the recommended slice.
 <br>Missing Python packages (torch, acsconv, OpenCV) are installed at the first Start, after you confirm.
-See the <a href="https://github.com/sliceandconquer/SliceAndConquer">project page</a>.
+See the <a href="https://github.com/sliceandconquer/SlicerSliceAndConquer">project page</a>.
 """)
         self.parent.acknowledgementText = _("""
 Implements the "Slice and Conquer" interactive segmentation method. Built on 3D Slicer (module
@@ -459,14 +460,29 @@ class SliceAndConquerLogic(ScriptedLoadableModuleLogic):
 
 
 class SliceAndConquerTest(ScriptedLoadableModuleTest):
+    """Runs through ctest (each test_* separately) and from Reload & Test (runTest). The click test needs
+    torch, acsconv and OpenCV, which the extensions build machines and a fresh install do not have (the
+    PyTorch extension ships only an installer): without them it is skipped, with the reason, never failed."""
+
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
-        self.setUp()
-        self.test_ModuleLoads()
-        self.setUp()
-        self.test_ClickAcceptJumpUndo()
+        for test in (self.test_ModuleLoads, self.test_ClickAcceptJumpUndo):
+            self.setUp()
+            try:
+                test()
+            except unittest.SkipTest as skipped:  # Reload & Test has no test runner to report a skip
+                self.delayDisplay(_("Skipped {name}: {reason}").format(name=test.__name__, reason=skipped))
+
+    def skipUnlessPackagesInstalled(self):
+        from SliceAndConquerLib import dependencies
+
+        missing = dependencies.missing_packages()
+        if missing:
+            self.skipTest(_("Python packages not installed: {names}. Press Start in the module once to "
+                            "install them (after you confirm), then run the test again.").format(
+                                names=", ".join(missing)))
 
     def test_ModuleLoads(self):
         import SliceAndConquerLib
@@ -478,6 +494,7 @@ class SliceAndConquerTest(ScriptedLoadableModuleTest):
 
     def test_ClickAcceptJumpUndo(self):
         """Click in Red -> 2D, accept -> 3D + jump, a second slice in Yellow, undo it exactly; no downloads."""
+        self.skipUnlessPackagesInstalled()
         import numpy as np
 
         from SliceAndConquerLib.pipelines import best_pipeline

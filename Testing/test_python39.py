@@ -117,6 +117,9 @@ def runtime_source(source):
 
 BUILTIN_TYPES = {"int", "float", "complex", "str", "bytes", "bytearray", "bool", "list", "dict", "tuple",
                  "set", "frozenset", "type", "object", "range", "slice", "memoryview"}
+GENERIC_TYPES = {"list", "dict", "tuple", "set", "frozenset", "type", "Optional", "Union", "List", "Dict",
+                 "Tuple", "Set", "FrozenSet", "Type", "Callable", "Literal", "Annotated", "Sequence", "Mapping",
+                 "Iterable", "Iterator", "ndarray", "NDArray", "ClassVar", "Final"}
 
 
 def _is_type_like(node, classes):
@@ -124,8 +127,10 @@ def _is_type_like(node, classes):
         return True
     if isinstance(node, ast.Name) and (node.id in BUILTIN_TYPES or node.id in classes):
         return True
-    if isinstance(node, ast.Subscript):  # list[int], Optional[X], np.ndarray[...]
-        return True
+    if isinstance(node, ast.Subscript):  # list[int], Optional[X], np.ndarray[...]; not masks[key]
+        value = node.value
+        name = value.id if isinstance(value, ast.Name) else value.attr if isinstance(value, ast.Attribute) else ""
+        return name in GENERIC_TYPES
     return isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr) and (
         _is_type_like(node.left, classes) or _is_type_like(node.right, classes))
 
@@ -218,6 +223,7 @@ def test_the_check_refuses_what_python_3_9_cannot_import(snippet):
     "import qt\nanswer = qt.QMessageBox.question(None, 't', 'q', qt.QMessageBox.Yes | qt.QMessageBox.No)\n",
     "import enum\nclass F(enum.IntFlag):\n    A = 1\n    B = 2\nboth = F.A | F.B\nflags = 1 | 2\n",
     "import numpy as np\ndef f(a, b):\n    return (a > 0) | (b < 1)\n",
+    "def f(masks, taken, key):\n    masks[key] = masks[key] | taken.get(key)\n    return masks[key] | taken[key]\n",
     "d = {'a': 1} | {'b': 2}\n",                                            # 3.9
     "from __future__ import annotations\ndef f(x: int |\n      None,\n      y: 'ü' = 1) -> int:\n    return 1\n",
 ])
