@@ -62,12 +62,13 @@ slice after every click. <b>Accept slice</b> turns all accepted slices into a 3D
 background) and moves the matching view to the slice recommended for the next correction.
 <br><b>Keyboard shortcuts</b> (while this module is shown): <b>p</b> positive clicks, <b>n</b> negative clicks,
 <b>a</b> accept slice, <b>z</b> undo click, <b>Shift+Z</b> undo slice, <b>j</b> jump to the recommended slice.
-<br>Missing Python packages (torch, acsconv, OpenCV) are installed at the first Start, after you confirm.
+<br>Missing Python packages (torch, acsconv, OpenCV) are installed at the first Start, after one confirmation
+that lists them. Supported: Slicer 5.8, 5.10, 5.12 and the preview.
 See the <a href="https://github.com/sliceandconquer/SlicerSliceAndConquer">project page</a>.
 """)
         self.parent.acknowledgementText = _("""
 Implements the "Slice and Conquer" interactive segmentation method. Built on 3D Slicer (module
-layout from its Extension Wizard) and PyTorch, installed through the PyTorch extension.
+layout from its Extension Wizard) and PyTorch, installed with light-the-torch as the PyTorch extension does.
 """)
 
 
@@ -271,10 +272,11 @@ class SliceAndConquerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         missing = dependencies.missing_packages()
         if missing:
             plan = dependencies.install_plan(missing, dependencies.default_pip_ensure())
-            if not slicer.util.confirmOkCancelDisplay(
-                    _("Slice and Conquer needs Python packages that are not installed: {names}.\n\nInstall them "
-                      "now? This downloads them and can take several minutes.").format(names=", ".join(missing)),
-                    _("Slice and Conquer: install Python packages"), detailedText=dependencies.describe(plan)):
+            if not slicer.util.confirmOkCancelDisplay(  # the only question: install() asks nothing
+                    _("Slice and Conquer needs Python packages that are not installed. Install them now? This "
+                      "downloads them (torch: up to a few GB) and can take several minutes.\n\n{steps}").format(
+                          steps=dependencies.describe(plan)),
+                    _("Slice and Conquer: install Python packages")):
                 self.ui.statusLabel.text = _("Not started: missing Python packages ({names}).").format(
                     names=", ".join(missing))
                 return False
@@ -283,7 +285,7 @@ class SliceAndConquerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.app.processEvents()
             try:
                 with slicer.util.tryWithErrorDisplay(_("Installing Python packages failed."), waitCursor=True):
-                    still = dependencies.install(missing, confirm=True)
+                    still = dependencies.install(missing)
                     if still:
                         raise RuntimeError(_("still cannot import {names}; restart Slicer and try again").format(
                             names=", ".join(still)))
