@@ -45,6 +45,8 @@ def segment(image_path, out, clicks_path=None, init_mask=None, robot_label=None,
     """Returns (session, pipeline name); writes the 3D mask in the image's geometry: a label image, or for
     `out` ending in .seg.nrrd a Slicer segmentation with one segment (`segment_name`, `segment_color`;
     by default those of the --init-mask segment, else Slicer's defaults)."""
+    if init_segment is not None and not init_mask:
+        raise InputError(f"--init-segment {init_segment!r} needs --init-mask FILE.seg.nrrd")
     volume = read_volume(image_path)
     existing, init = read_init_mask(init_mask, volume, init_segment) if init_mask else (None, None)
     name, factory, _ = best_pipeline()

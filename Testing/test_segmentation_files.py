@@ -183,3 +183,7 @@ def test_snc_segment_writes_and_refines_a_slicer_segmentation(tmp_path, volume, 
     assert main(["segment", str(image_path), "--clicks", str(clicks), "--out", str(tmp_path / "y.nii.gz"),
                  "--init-mask", str(image_path), "--init-segment", "ball"]) == 2
     assert "only a Slicer segmentation" in capsys.readouterr().err
+    assert main(["segment", str(image_path), "--clicks", str(clicks), "--out", str(tmp_path / "z.seg.nrrd"),
+                 "--init-segment", "ball"]) == 2
+    assert "needs --init-mask" in capsys.readouterr().err
+    assert not (tmp_path / "z.seg.nrrd").exists()
