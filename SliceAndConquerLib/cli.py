@@ -156,13 +156,24 @@ def _benchmark_speed(args):
     print(f"wrote {args.out}")
 
 
+def _color(text):
+    try:
+        color = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        color = ()
+    if len(color) != 3 or not all(0.0 <= c <= 1.0 for c in color):
+        raise argparse.ArgumentTypeError(f"{text!r}: three numbers between 0 and 1, e.g. 0.9,0.3,0.2")
+    return color
+
+
 def _segment(args):
     from .replay import segment
 
     if bool(args.clicks) == bool(args.robot):
         raise InputError("give exactly one of --clicks FILE or --robot LABEL")
     session, name = segment(args.image, args.out, args.clicks, args.init_mask, args.robot, args.value,
-                            args.slices, args.seed)
+                            args.slices, args.seed, init_segment=args.init_segment,
+                            segment_name=args.segment_name, segment_color=args.segment_color)
     print(f"{name}: {session.t} accepted slices, {int(session.mask3d.sum())} voxels; wrote {args.out}")
 
 
@@ -212,9 +223,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
     seg = commands.add_parser("segment", help="segment a file by replaying clicks or with the robot user")
     seg.add_argument("image", type=Path)
-    seg.add_argument("--out", type=Path, required=True, help="mask file (.nii.gz, .nrrd, .seg.nrrd ...)")
+    seg.add_argument("--out", type=Path, required=True,
+                     help="result: a label image (.nii.gz, .nrrd, ...) or a Slicer segmentation (.seg.nrrd)")
     seg.add_argument("--clicks", type=Path, help="recorded interaction (JSON, see replay.py)")
-    seg.add_argument("--init-mask", type=Path, help="existing mask to refine (voxels equal to 1)")
+    seg.add_argument("--init-mask", type=Path, help="existing mask to refine: a label image (voxels equal "
+                     "to 1) or a Slicer segmentation (.seg.nrrd, with --init-segment)")
+    seg.add_argument("--init-segment", metavar="NAME", help="the segment of the --init-mask .seg.nrrd to refine "
+                     "(needed when it holds several)")
+    seg.add_argument("--segment-name", metavar="NAME", help="name of the segment written to a .seg.nrrd "
+                     "(default: the --init-segment's, else Segment_1)")
+    seg.add_argument("--segment-color", metavar="R,G,B", type=_color,
+                     help="its colour, three numbers in 0..1 (default: the --init-segment's, else Slicer's)")
     seg.add_argument("--robot", type=Path, help="reference label: the robot user clicks instead")
     seg.add_argument("--value", type=int, default=1, help="label value of the target with --robot")
     seg.add_argument("--slices", type=int, default=6)
