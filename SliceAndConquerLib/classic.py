@@ -93,10 +93,15 @@ class GapRecommender:
     past an accepted plane that holds no target (the user said the target ends there). So the planes
     binary-search the target's extent, then fill the largest gaps."""
 
-    def __init__(self, axis: int = 0):
+    def __init__(self, axis: int | None = None):
+        """axis: the axis to bisect; by default the one a user draws on (`geometry.drawing_axis`)."""
         self.axis = axis
 
     def recommend(self, session):
+        from .geometry import drawing_axis
+
+        if self.axis is None:
+            self.axis = drawing_axis(session.spacing)
         on_axis = [a for a in session.accepted if a.plane.axis == self.axis]
         holding = sorted(a.plane.index for a in on_axis if a.mask.any())
         if not holding:
@@ -132,23 +137,27 @@ class CrossRecommender:
         self.unsure_first = unsure_first
 
     def recommend(self, session):
+        from .geometry import drawable_axes
+
         holding = [a for a in session.accepted if a.mask.any()]
         if not holding:
             return None
         first = holding[0]
+        drawable = drawable_axes(session.spacing)   # on a thick-slice scan: its slice axis only
         axes_done = {a.plane.axis for a in session.accepted}
-        if len(axes_done) < 3:
-            in_plane = [a for a in range(3) if a != first.plane.axis]
+        in_plane = [a for a in range(3) if a != first.plane.axis]
+        cross = [a for a in in_plane if a in drawable and a not in axes_done]
+        if cross:
             centre = dict(zip(in_plane, (float(np.mean(c)) for c in np.nonzero(first.mask))))
-            axis = next(a for a in in_plane if a not in axes_done)
-            return Plane(axis, int(round(centre[axis])))
+            return Plane(cross[0], int(round(centre[cross[0]])))
         if self.unsure_first and session.confidence is not None:
             from .recommend import allowed_slices
 
             plane = self._farthest(session, session.confidence < 1, allowed_slices(session))
             if plane is not None:
                 return plane
-        return self._farthest(session, session.mask3d)
+        on_drawable = [np.full(n, axis in drawable) for axis, n in enumerate(session.mask3d.shape)]
+        return self._farthest(session, session.mask3d, on_drawable)
 
     @staticmethod
     def _farthest(session, voxels, allowed=None):

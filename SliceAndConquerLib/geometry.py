@@ -70,3 +70,14 @@ def drawing_axis(spacing) -> int:
     spacing = np.asarray(spacing, float)
     coarse = int(np.argmax(spacing))
     return coarse if spacing[coarse] >= THICK_RATIO * spacing.min() else 0
+
+
+def drawable_axes(spacing) -> list[int]:
+    """The axes whose planes have pixels a user can draw on: less than THICK_RATIO times longer one way
+    than the other (all three on a near-isotropic volume; only the slice axis of a thick-slice scan,
+    whose other planes are strips a few voxels tall). Never empty: the least elongated otherwise."""
+    spacing = np.asarray(spacing, float)
+    aspect = [max(s for a, s in enumerate(spacing) if a != axis) / min(s for a, s in enumerate(spacing) if a != axis)
+              for axis in range(3)]
+    axes = [axis for axis in range(3) if aspect[axis] < THICK_RATIO]
+    return axes or [int(np.argmin(aspect))]

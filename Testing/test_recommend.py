@@ -83,3 +83,37 @@ def test_skip_distance_grows_with_the_target():
     mask[10:90, 15:25, 15:25] = True
     assert skip_distances(mask) == [8, 2, 2]
     assert skip_distances(np.zeros((5, 5, 5), bool)) == [2, 2, 2]
+
+
+def test_recommendations_stay_on_the_slice_axis_of_a_thick_scan(toy_predictors):
+    """On a 5 mm x 1 mm x 1 mm volume, planes of axes 1 and 2 are strips five times coarser one way:
+    no recommender asks for them, while on an isotropic volume the cross asks for them first."""
+    from conftest import make_sphere
+    from SliceAndConquerLib.classic import CrossRecommender, GapRecommender, ShapePrior3D
+    from SliceAndConquerLib.geometry import drawable_axes
+    from SliceAndConquerLib.recommend import RandomRecommender
+
+    assert drawable_axes((5.0, 1.0, 1.0)) == [0] and drawable_axes((1.0, 5.0, 1.0)) == [1]
+    assert drawable_axes((1.0, 1.0, 1.0)) == [0, 1, 2]
+    spacing = (5.0, 1.0, 1.0)
+    ball = make_sphere((16, 48, 48), radius=16.0, spacing=spacing)
+    image = ball.astype(np.float32)
+    block = (slice(2, 14), slice(10, 40), slice(10, 40))
+    for recommender, predictor3d in ((CrossRecommender(), ShapePrior3D()),
+                                     (CrossRecommender(unsure_first=True), Uncertain3D(block)),
+                                     (ConfidenceRecommender(), Uncertain3D(block)),
+                                     (RandomRecommender(seed=1), Uncertain3D(block)),
+                                     (GapRecommender(), ShapePrior3D())):
+        session = Session(image, spacing, toy_predictors[0], predictor3d, recommender)
+        plane = Plane(0, 8)
+        for _ in range(4):
+            session.begin_slice(plane)
+            session.accept_slice(mask=plane.of(ball))
+            plane = session.recommend()
+            if plane is None:
+                break
+            assert plane.axis == 0, type(recommender).__name__
+    isotropic = Session(image, (1.0, 1.0, 1.0), toy_predictors[0], ShapePrior3D(), CrossRecommender())
+    isotropic.begin_slice(Plane(0, 8))
+    isotropic.accept_slice(mask=ball[8])
+    assert isotropic.recommend().axis == 1

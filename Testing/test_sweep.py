@@ -110,3 +110,23 @@ def test_the_shipped_network_follows_the_image_where_the_prior_guesses():
     assert split.any() and np.isin(np.unique(swept.confidence), [np.float16(2 / 3), 1]).all()
     near_border = ndimage.binary_dilation(truth, iterations=3) & ~ndimage.binary_erosion(truth, iterations=3)
     assert (split <= near_border).mean() > 0.99
+
+
+def test_on_a_thick_scan_only_the_slice_axis_is_swept():
+    """Planes through the thick axis (strips f2D cannot read) are never swept; the one swept axis
+    decides alone, so its result is the swept slices and nothing is left split."""
+    swept_axes = []
+
+    class Recording(SweptPrior3D):
+        def _segment(self, image, prior, planes, spacing):
+            swept_axes.extend(p.axis for p in planes)
+            return [np.ones_like(p.of(prior)) for p in planes]   # "everything" on every swept slice
+
+    spacing = (5.0, 1.0, 1.0)
+    ball = make_sphere((12, 40, 40), radius=14.0, spacing=spacing)
+    result = Recording(_network()).predict(ball.astype(np.float32), spacing, np.zeros_like(ball),
+                                           [_accept(ball, 0, 6)])
+    assert swept_axes and set(swept_axes) == {0}
+    assert np.array_equal(result.mask[6], ball[6]) and (result.confidence == 1).all()
+    crossed = [i for i in range(12) if i != 6 and result.mask[i].any()]
+    assert crossed and all(result.mask[i][ball.any(axis=0)].all() for i in crossed)

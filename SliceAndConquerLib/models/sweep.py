@@ -1,11 +1,12 @@
 """f2D sweeps the shape prior: the prior (ShapePrior3D) is re-segmented slice by slice by f2D, which
 sees the image where the prior only interpolates.
 
-Rule: on each of the three axes, every slice of the accepted masks' region of interest that the prior
+Rule: on each of the three axes (only the slice axis of a thick-slice scan: `geometry.drawable_axes`;
+its other planes are strips f2D cannot read), every slice of the accepted masks' region of interest that the prior
 crosses (except the accepted planes) goes through f2D once, whole (its window may reach past the
 region), with the prior's slice as the previous mask and a positive click at the most interior point of
 each of its components of at least MIN_COMPONENT_PX pixels (where the robot's first click would go). A
-voxel of the region is foreground when at least two of the three axes' results say so; outside the
+voxel of the region is foreground when most of the swept axes' results say so (two of three); outside the
 region the prior's result stays (an existing mask is not rewritten far from the edited slices), and
 accepted planes keep their masks exactly. No window growing: the prior's slice sets the window, CONTEXT
 wide on each side (models.window).
@@ -28,6 +29,7 @@ from scipy import ndimage
 
 from ..classic import ShapePrior3D
 from ..clicks import Click, interior_depth
+from ..geometry import drawable_axes
 from ..geometry import bounding_box
 from ..session import Plane, Prediction3D
 from .predictor2d import Network2D
@@ -71,22 +73,26 @@ class SweptPrior3D:
         roi = roi_for(image.shape, spacing, None, accepted)
         if roi is None:
             return Prediction3D(prior)
+        # Only axes whose planes f2D can read vote (a thick-slice scan: its slice axis alone).
+        voters = drawable_axes(spacing)
         jobs = []
         for axis, span in enumerate(roi.box):
+            if axis not in voters:
+                continue
             done = {a.plane.index for a in accepted if a.plane.axis == axis}
             crossed = span.start + np.flatnonzero(
                 prior[roi.box].any(axis=tuple(a for a in range(3) if a != axis)))
             jobs.append([Plane(axis, int(i)) for i in crossed if i not in done])
         stride = max(1, -(-sum(map(len, jobs)) // self.max_slices))  # ceil
-        votes = 3 * prior.astype(np.int8)
+        votes = len(voters) * prior.astype(np.int8)
         for planes in jobs:
             for plane, swept in self._sweep_axis(image, prior, planes, spacing, stride):
                 votes[plane.where] += swept.astype(np.int8) - plane.of(prior)
         region = votes[roi.box]
         mask = prior.copy()
-        mask[roi.box] = region >= 2  # nothing changes outside the region of interest
+        mask[roi.box] = region > len(voters) / 2  # nothing changes outside the region of interest
         confidence = np.ones(image.shape, np.float16)
-        confidence[roi.box][(region == 1) | (region == 2)] = 2 / 3  # the axes split
+        confidence[roi.box][(region > 0) & (region < len(voters))] = 2 / 3  # the axes split
         for entry in accepted:
             mask[entry.plane.where] = entry.mask
             confidence[entry.plane.where] = 1
