@@ -96,11 +96,13 @@ class SliceView:
 
     # ---- the mouse --------------------------------------------------------------------------------
     def _event(self, method, x, y, repeat=0):
-        # The interactor's own event methods (not InvokeEvent with an id): they are what a GUI toolkit
-        # calls, and a release sent with InvokeEvent did not reach the view's interactor style.
+        # The interactor's own event methods, as a GUI toolkit calls them.
         self.interactor.SetEventPosition(int(x), int(y))
         self.interactor.SetRepeatCount(repeat)
-        getattr(self.interactor, method)()
+        if hasattr(self.interactor, method):
+            getattr(self.interactor, method)()
+        else:  # e.g. LeftButtonDoubleClickEvent, which VTK's Qt adapter invokes after the second press
+            self.interactor.InvokeEvent(getattr(vtk.vtkCommand, method))
 
     def click(self, x, y, button="Left", double=False):
         """A mouse click at display position (x, y) (pixels, origin bottom left), through the interactor;
