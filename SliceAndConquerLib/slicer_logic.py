@@ -473,6 +473,11 @@ class SliceAndConquerLogic:
             self.recommendation = None
         return mask
 
+    def refresh_segment(self):
+        """Write the session's 3D mask into the segment (under the masking rules): after driving
+        `self.session` directly, e.g. with the robot user of the benchmarks."""
+        self._write_volume(self._require_session().mask3d)
+
     def jump_to_plane(self, plane: Plane):
         """Centre the first non-oblique view perpendicular to `plane.axis` on that slice (its in-plane
         centre is the volume's centre). The other views keep their positions. Returns the moved view."""

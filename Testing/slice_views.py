@@ -174,15 +174,19 @@ def build_slice_views(built, size=(256, 256)) -> dict:
     return {name: SliceView(built.scene, built.app_logic, node, size) for name, node in built.views.items()}
 
 
-def save_side_by_side(views, path, names=("Red", "Yellow", "Green"), gap=4):
-    """The views' renderings in one PNG, left to right."""
+VIEW_COLORS = {"Red": (243, 74, 51), "Yellow": (237, 213, 76), "Green": (110, 176, 75)}  # Slicer's view bars
+
+
+def save_side_by_side(views, path, names=("Red", "Yellow", "Green"), gap=4, bar=6):
+    """The views' renderings in one PNG, left to right, each under a bar of its Slicer view colour."""
     images = [views[name].pixels()[::-1] for name in names]  # top row first for the file
-    height = max(image.shape[0] for image in images)
+    height = max(image.shape[0] for image in images) + bar
     width = sum(image.shape[1] for image in images) + gap * (len(images) - 1)
-    canvas = np.zeros((height, width, 3), np.uint8)
+    canvas = np.full((height, width, 3), 255, np.uint8)
     x = 0
-    for image in images:
-        canvas[:image.shape[0], x:x + image.shape[1]] = image
+    for name, image in zip(names, images):
+        canvas[:bar, x:x + image.shape[1]] = VIEW_COLORS.get(name, (128, 128, 128))
+        canvas[bar:bar + image.shape[0], x:x + image.shape[1]] = image
         x += image.shape[1] + gap
     write_png(canvas, path)
     return path
