@@ -56,6 +56,7 @@ class ClickPlacement:
         """Capture clicks into these nodes from now on (place mode for `positive`)."""
         self.nodes = (positive_node, negative_node)
         self.active = True
+        self._rearm_pending = False
         self.arm(positive)
 
     def arm(self, positive=None):
@@ -90,6 +91,7 @@ class ClickPlacement:
     def stop(self):
         """No more re-arming; leave place mode if it is ours; restore the persistence found at `arm()`."""
         self.active = False
+        self._rearm_pending = False
         interaction = self._interaction
         if interaction is not None:
             if self._observer is not None:

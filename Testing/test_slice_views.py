@@ -137,8 +137,15 @@ def test_clicks_in_real_slice_views_segment_accept_jump_and_undo(world_):
         w.click(name, CENTRE)
         axis = VIEW_AXIS[name]
         assert logic.session.plane == Plane(axis, CENTRE[axis]) and len(logic.session.clicks) == 1
-        changed = np.argwhere(w.segment())
+        positive = w.segment()
+        changed = np.argwhere(positive)
         assert len(changed) and set(changed[:, axis]) == {CENTRE[axis]}
+        near = list(CENTRE)
+        near[(axis + 1) % 3] += 2                                   # a negative click on the same slice
+        w.click(name, tuple(near), positive=False)
+        negative = w.segment()
+        assert (positive & ~negative).any() and not (negative & ~positive).any()
+        assert [c.positive for c in logic.session.clicks] == [True, False]
     w.save("2_green_click")
     before_accept = w.segment()
 
