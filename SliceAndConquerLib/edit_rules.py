@@ -105,17 +105,17 @@ class SegmentWriter:
         self.at_start = read(segment_id)
         self.taken: dict = {}            # other segment id -> bool mask of voxels we removed from it
 
-    def others(self) -> dict:
-        """Other segments as if we had taken nothing (their current content plus what we took)."""
-        result = {}
-        for segment_id in self.segment_ids():
-            if segment_id == self.segment_id:
-                continue
-            mask = self.read(segment_id)
-            if segment_id in self.taken:
-                mask = mask | self.taken[segment_id]
-            result[segment_id] = mask
-        return result
+    def others(self, live: dict | None = None) -> dict:
+        """Other segments as if we had taken nothing (their content in `live`, or read now, plus what we
+        took)."""
+        if live is None:
+            live = self.live_others()
+        return {segment_id: mask | self.taken[segment_id] if segment_id in self.taken else mask
+                for segment_id, mask in live.items()}
+
+    def live_others(self) -> dict:
+        return {segment_id: self.read(segment_id) for segment_id in self.segment_ids()
+                if segment_id != self.segment_id}
 
     def editable(self, rules: EditRules, others: dict) -> np.ndarray:
         """Where our segment may change (GenerateEditMask's rules plus the intensity range)."""
@@ -147,11 +147,16 @@ class SegmentWriter:
     def apply(self, proposed: np.ndarray, current: np.ndarray, rules: EditRules) -> bool:
         """Write `proposed` (bool [k, j, i]) into our segment, whose content is `current`, under `rules`.
         Returns whether anything changed."""
-        others = self.others()
+        uses_others = rules.mask_mode != EVERYWHERE or rules.overwrite_mode != OVERWRITE_NONE or self.taken
+        live = self.live_others() if uses_others else {}
+        others = self.others(live)
         new = np.where(self.editable(rules, others), proposed, current)
         added, removed = new & ~current, current & ~new
         changed_others = {}
         for segment_id, taken in list(self.taken.items()):  # hand back what we let go of
+            if segment_id not in others:  # the user deleted that segment meanwhile
+                del self.taken[segment_id]
+                continue
             give_back = taken & removed
             if give_back.any():
                 changed_others[segment_id] = give_back
@@ -160,8 +165,7 @@ class SegmentWriter:
             for segment_id in others:
                 if rules.overwrite_mode == OVERWRITE_VISIBLE and not self.visible(segment_id):
                     continue
-                live = self.read(segment_id)
-                take = live & added
+                take = live[segment_id] & added
                 if take.any():
                     self.taken[segment_id] = self.taken.get(segment_id, np.zeros_like(take)) | take
                     changed_others.setdefault(segment_id, np.zeros_like(take))

@@ -168,3 +168,12 @@ def test_an_editor_node_of_another_name_counts_only_for_our_segmentation(scene3)
     assert rules.segment_editor_node(nodes.scene, nodes.segmentation) is None
     other.SetAndObserveSegmentationNode(nodes.segmentation)
     assert rules.segment_editor_node(nodes.scene, nodes.segmentation) is other
+
+
+def test_a_segment_deleted_after_we_took_voxels_is_forgotten(scene3, toy_factory):  # noqa: F811
+    nodes, boxes = scene3
+    editor_node(nodes.scene, rules.EVERYWHERE, rules.OVERWRITE_ALL)
+    logic = run_one_slice(nodes, toy_factory)
+    nodes.segmentation.GetSegmentation().RemoveSegment("A")
+    logic.undo_slice()
+    assert not nodes.segment("ours").any() and np.array_equal(nodes.segment("B"), boxes["B"])
