@@ -193,3 +193,25 @@ def test_slicer_ending_place_mode_is_rearmed(world_, gesture):
     w.click("Yellow", CENTRE)                                   # clicks land again
     assert logic.session.plane == Plane(VIEW_AXIS["Yellow"], CENTRE[VIEW_AXIS["Yellow"]])
     assert np.array_equal(w.nodes.segment(w.other_id), w.other)
+
+
+def test_an_error_inside_a_real_click_reaches_the_user(world_):
+    w, logic = world_, world_.logic
+    reported = []
+    logic.on_error = lambda message, error: reported.append(message)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("f2D crashed")
+
+    logic.click_ras = broken
+    view = w.views["Red"]
+    w.nodes.show("Red", CENTRE)
+    x, y, _ = view.display_of_ras(world(CENTRE))
+    view.click(round(x), round(y))                              # through the interactor and place mode
+    assert w.clicks[0].GetNumberOfControlPoints() == 1          # the point was placed...
+    assert reported and "RuntimeError: f2D crashed" in reported[0] and logic.last_error == reported[0]
+    del logic.click_ras
+    logic.prune_markups(*w.clicks)                              # ...and tidied, but not silently
+    assert w.clicks[0].GetNumberOfControlPoints() == 0
+    w.click("Red", CENTRE)                                      # the next click works
+    assert logic.last_error is None and len(logic.session.clicks) == 1
