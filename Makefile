@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	@$(PY) -m pip install -q -e ".[slicer,test]" 2>&1 | grep -v -i "^warning: location" || true
 	@# acsconv declares heavy dependencies (torchvision, pandas, ...) that its operators do not use.
 	@$(PY) -m pip install -q --no-deps "acsconv==0.1.1" 2>&1 | grep -v -i "^warning: location" || true
-	@$(PY) -c "import torch, numpy, SimpleITK, cv2, slicer, vtk, acsconv.operators, pytest" \
+	@$(PY) -c "import torch, numpy, SimpleITK, cv2, slicer, vtk, acsconv.operators, pytest, slicerio, vermin" \
 	  || { echo "Installation is incomplete (see messages above)"; exit 1; }
 	@touch $(STAMP)
 

@@ -25,6 +25,11 @@ def _pack(args):
     print(f"wrote {path} ({path.stat().st_size / 2 ** 20:.1f} MB)")
 
 
+def _names(text) -> list[str]:
+    """A comma-separated list of names (`--methods a,b`, `--groups a,b`)."""
+    return [n.strip() for n in (text or "").split(",") if n.strip()]
+
+
 def _evaluate(args):
     import torch
 
@@ -33,14 +38,33 @@ def _evaluate(args):
     torch.set_num_threads(args.threads)
     from .evaluation.report import markdown_table, write_report
 
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    methods = _names(args.methods)
     try:
         report = evaluate(args.manifest, methods, args.slices, args.max_clicks, args.seed, args.limit,
-                          init_mask=args.init_mask, perfect_slices=args.perfect_slices)
+                          init_mask=args.init_mask, perfect_slices=args.perfect_slices,
+                          groups=_names(args.groups))
     except ValueError as exc:
         if isinstance(exc, InputError):
             raise
         raise InputError(str(exc)) from None
+    paths = write_report(report, args.out)
+    print(markdown_table(report["summary"]), end="")
+    print("wrote " + ", ".join(str(p) for p in paths))
+
+
+def _merge(args):
+    import json
+
+    from .evaluation.harness import merge_reports
+    from .evaluation.report import markdown_table, write_report
+
+    reports = []
+    for path in args.parts:
+        try:
+            reports.append(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(f"{path}: not an evaluation ({exc})") from None
+    report = merge_reports(reports)
     paths = write_report(report, args.out)
     print(markdown_table(report["summary"]), end="")
     print("wrote " + ", ".join(str(p) for p in paths))
@@ -92,7 +116,8 @@ def _benchmark_f2d(args):
     if weights is None:
         raise InputError("no f2D weights: pass --model or train them with `snc train f2d`")
     predictor = load_f2d(weights, args.device)
-    result = benchmark(args.manifest, predictor, args.max_clicks, args.limit, device=str(predictor.device))
+    result = benchmark(args.manifest, predictor, args.max_clicks, args.limit, device=str(predictor.device),
+                       groups=_names(args.groups))
     result["settings"]["weights"] = str(weights)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
@@ -101,15 +126,25 @@ def _benchmark_f2d(args):
 
         command = "snc " + " ".join(str(a) for a in args.argv)
         record_metrics(weights, "benchmark_f2d", {k: result[k] for k in (
-            "noc85", "noc90", "fail_rate90", "dice_at", "latency_ms", "threads")} | {
-            "baseline_grabcut": {k: result["baseline"][k] for k in ("noc85", "noc90", "fail_rate90", "dice_at")},
+            "noc85", "noc90", "fail_rate90", "dice_at", "macro", "by_group", "thick_planes", "latency_ms",
+            "threads")} | {
+            "baseline_grabcut": {k: result["baseline"][k] for k in ("noc85", "noc90", "fail_rate90", "dice_at",
+                                                                      "macro")},
             "manifest": str(args.manifest), "command": command})
-    base = result["baseline"]
-    print(f"f2D      NoC@85 {result['noc85']:.2f}  NoC@90 {result['noc90']:.2f}  fail@90 {result['fail_rate90']:.3f}  "
-          f"DSC@1/3/5 {result['dice_at']['1']:.3f}/{result['dice_at']['3']:.3f}/{result['dice_at']['5']:.3f}  "
-          f"latency 256/512 {result['latency_ms']['256']}/{result['latency_ms']['512']} ms")
-    print(f"GrabCut  NoC@85 {base['noc85']:.2f}  NoC@90 {base['noc90']:.2f}  fail@90 {base['fail_rate90']:.3f}  "
-          f"DSC@1/3/5 {base['dice_at']['1']:.3f}/{base['dice_at']['3']:.3f}/{base['dice_at']['5']:.3f}")
+
+    def line(name, r):
+        d = r["dice_at"]
+        return (f"{name:<28} NoC@85 {r['noc85']:5.2f}  NoC@90 {r['noc90']:5.2f}  fail@90 {r['fail_rate90']:.3f}  "
+                f"DSC@1/3/5 {d['1']:.3f}/{d['3']:.3f}/{d['5']:.3f}")
+
+    print(line("f2D macro over groups", result["macro"]))
+    for group, part in result["by_group"].items():
+        print(line(f"  {group} ({part['slices']})", part))
+    if result["thick_planes"]["slices"]:
+        print(line(f"  thick planes ({result['thick_planes']['slices']})", result["thick_planes"]))
+    print(line("f2D all slices", result) + f"  latency 256/512 {result['latency_ms']['256']}/"
+          f"{result['latency_ms']['512']} ms")
+    print(line("GrabCut macro over groups", result["baseline"]["macro"]))
     print(f"wrote {args.out}")
 
 
@@ -121,13 +156,24 @@ def _benchmark_speed(args):
     print(f"wrote {args.out}")
 
 
+def _color(text):
+    try:
+        color = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        color = ()
+    if len(color) != 3 or not all(0.0 <= c <= 1.0 for c in color):
+        raise argparse.ArgumentTypeError(f"{text!r}: three numbers between 0 and 1, e.g. 0.9,0.3,0.2")
+    return color
+
+
 def _segment(args):
     from .replay import segment
 
     if bool(args.clicks) == bool(args.robot):
         raise InputError("give exactly one of --clicks FILE or --robot LABEL")
     session, name = segment(args.image, args.out, args.clicks, args.init_mask, args.robot, args.value,
-                            args.slices, args.seed)
+                            args.slices, args.seed, init_segment=args.init_segment,
+                            segment_name=args.segment_name, segment_color=args.segment_color)
     print(f"{name}: {session.t} accepted slices, {int(session.mask3d.sum())} voxels; wrote {args.out}")
 
 
@@ -149,7 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="robot-user evaluation of methods on a manifest")
     evaluate.add_argument("--manifest", type=Path, required=True)
     evaluate.add_argument("--out", type=Path, required=True, help="R.json; R.md and R.png are written beside it")
-    evaluate.add_argument("--methods", default="fbs-oracle,nearest-oracle,growcut")
+    evaluate.add_argument("--methods", default="fbs-oracle,nearest-oracle,growcut",
+                          help="comma-separated; `default` is the pipeline the app, demo and `snc segment` use")
+    evaluate.add_argument("--groups", help="only these groups of the manifest (comma-separated)")
     evaluate.add_argument("--slices", type=int, default=6, help="iterations (annotated slices)")
     evaluate.add_argument("--max-clicks", type=int, default=5, help="clicks per slice at most")
     evaluate.add_argument("--seed", type=int, default=0)
@@ -161,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "ground truth without clicking: the 3D step and slice choice alone (session methods)")
     evaluate.set_defaults(run=_evaluate)
 
+    merge = commands.add_parser("merge", help="one evaluation from evaluations of parts of a manifest "
+                                "(e.g. `snc evaluate --groups X` run in parallel)")
+    merge.add_argument("parts", nargs="+", type=Path, help="R.json files of `snc evaluate`")
+    merge.add_argument("--out", type=Path, required=True)
+    merge.set_defaults(run=_merge)
+
     demo = commands.add_parser("demo", help="segment the sample volume with the robot user")
     demo.add_argument("--out", default="demo_output")
     demo.add_argument("--cache", type=Path)
@@ -169,9 +223,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
     seg = commands.add_parser("segment", help="segment a file by replaying clicks or with the robot user")
     seg.add_argument("image", type=Path)
-    seg.add_argument("--out", type=Path, required=True, help="mask file (.nii.gz, .nrrd, .seg.nrrd ...)")
+    seg.add_argument("--out", type=Path, required=True,
+                     help="result: a label image (.nii.gz, .nrrd, ...) or a Slicer segmentation (.seg.nrrd)")
     seg.add_argument("--clicks", type=Path, help="recorded interaction (JSON, see replay.py)")
-    seg.add_argument("--init-mask", type=Path, help="existing mask to refine (voxels equal to 1)")
+    seg.add_argument("--init-mask", type=Path, help="existing mask to refine: a label image (voxels equal "
+                     "to 1) or a Slicer segmentation (.seg.nrrd, with --init-segment)")
+    seg.add_argument("--init-segment", metavar="NAME", help="the segment of the --init-mask .seg.nrrd to refine "
+                     "(needed when it holds several)")
+    seg.add_argument("--segment-name", metavar="NAME", help="name of the segment written to a .seg.nrrd "
+                     "(default: the --init-segment's, else Segment_1)")
+    seg.add_argument("--segment-color", metavar="R,G,B", type=_color,
+                     help="its colour, three numbers in 0..1 (default: the --init-segment's, else Slicer's)")
     seg.add_argument("--robot", type=Path, help="reference label: the robot user clicks instead")
     seg.add_argument("--value", type=int, default=1, help="label value of the target with --robot")
     seg.add_argument("--slices", type=int, default=6)
@@ -229,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     b2d.add_argument("--max-clicks", type=int, default=20)
     b2d.add_argument("--model", type=Path, help="weights (default: the shipped f2d.pt)")
     b2d.add_argument("--limit", type=int, help="only the first N cases")
+    b2d.add_argument("--groups", help="only these groups of the manifest (comma-separated)")
     b2d.add_argument("--threads", type=int, default=2)
     b2d.add_argument("--device", default="cpu")
     b2d.add_argument("--record", action="store_true", help="also write the numbers into the model card")

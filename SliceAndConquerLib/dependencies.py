@@ -1,14 +1,21 @@
 """Python packages SliceAndConquer needs beyond what Slicer bundles, and how to install them (no Qt).
 
     missing = missing_packages()        # e.g. ["torch", "cv2"]: import names that cannot be imported
-    install(missing)                    # after the user agreed; returns what is still missing
+    plan = install_plan(missing)        # what would be installed, and how
+    describe(plan)                      # one line per package, for the one confirmation
+    install(missing)                    # after the user agreed; asks nothing; returns what is still missing
 
-How each is installed (see `install_plan`):
-- torch through the PyTorch extension (`PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=...)`),
-  which picks the wheel matching the GPU driver;
-- acsconv with `pip install --no-deps`: its declared dependencies are not needed by its operators;
-- cv2 (opencv-contrib-python-headless) with `slicer.pydeps.pip_ensure` / `slicer.packaging.pip_ensure`
-  (Slicer >= 5.11) with numpy & co. skipped, else `slicer.util.pip_install(... --no-deps)`.
+How each is installed (see `install_plan`), on every supported Slicer (5.8, 5.10, 5.12, preview):
+- torch with light-the-torch (`python -m light_the_torch install torch>=...`, run by Slicer's own Python),
+  the tool the PyTorch extension (PyTorchUtils) uses to pick the build matching this computer's GPU
+  driver. PyTorchUtils' `installTorch` is not called: it always adds torchvision, which nothing here uses,
+  and it would ask a second question. A torch installed before, e.g. from the PyTorch Utils module, is
+  used as it is.
+- acsconv with `pip install acsconv --no-deps` (`slicer.util.pip_install`): its declared dependencies
+  (torchvision, pandas, ...) are not needed by the operators SliceAndConquer uses;
+- cv2 (opencv-contrib-python-headless) with `slicer.packaging.pip_ensure` where Slicer has it (5.12 and
+  the preview), numpy & co. passed as `skip_packages`; on 5.8 and 5.10 (no pip_ensure) with
+  `slicer.util.pip_install(... --no-deps)`.
 Packages Slicer bundles (numpy, SimpleITK, vtk) are never installed or upgraded.
 
 Nothing here imports `slicer` at module level, so it also works (and is tested) outside Slicer.
@@ -25,8 +32,10 @@ PACKAGES = {
     "acsconv": "acsconv",
     "cv2": "opencv-contrib-python-headless",
 }
+TORCH_REQUIREMENT = "torch>=2.1"
+LIGHT_THE_TORCH = "light-the-torch>=0.5"
 NO_DEPS = {"acsconv"}                                    # always installed without their dependencies
-PROTECTED = ("numpy", "SimpleITK", "vtk", "torch")       # bundled by Slicer (or by the PyTorch extension)
+PROTECTED = ("numpy", "SimpleITK", "vtk", "torch")       # bundled by Slicer (or installed as torch above)
 REQUESTER = "SliceAndConquer"
 
 
@@ -43,21 +52,27 @@ def missing_packages(names=tuple(PACKAGES)) -> list[str]:
 
 
 def default_pip_ensure():
-    """`pip_ensure` of this Slicer (slicer.pydeps on >= 5.11, slicer.packaging on some builds), or None."""
-    for module_name in ("slicer.pydeps", "slicer.packaging"):
-        try:
-            module = importlib.import_module(module_name)
-        except Exception:
-            continue
-        if hasattr(module, "pip_ensure"):
-            return module.pip_ensure
-    return None
+    """`slicer.packaging.pip_ensure` (Slicer >= 5.12 and the preview), or None (5.8, 5.10, outside Slicer)."""
+    try:
+        module = importlib.import_module("slicer.packaging")
+    except Exception:
+        return None
+    return getattr(module, "pip_ensure", None)
 
 
 def default_pip_install():
     import slicer.util
 
     return slicer.util.pip_install
+
+
+def default_execute_module():
+    """Runs `python -m <module> <args>` with Slicer's Python: `slicer.util.executePythonModule` (5.11+) or
+    `slicer.util._executePythonModule` (5.8, 5.10; what PyTorchUtils itself calls)."""
+    import slicer.util
+
+    execute = getattr(slicer.util, "executePythonModule", None) or getattr(slicer.util, "_executePythonModule")
+    return lambda module, args: execute(module, args)
 
 
 def _keywords(function) -> set:
@@ -72,15 +87,15 @@ def _keywords(function) -> set:
 
 def install_plan(missing, pip_ensure=None) -> list[tuple]:
     """How each missing package would be installed, in order: a list of (import name, method, argument)
-    with method "PyTorchUtils" (argument None), "pip_ensure" (argument: requirement string; numpy & co.
-    are passed as skip_packages) or "pip_install" (argument: the pip arguments as one string)."""
+    with method "light-the-torch" (argument: the requirement), "pip_ensure" (argument: requirement string;
+    numpy & co. are passed as skip_packages) or "pip_install" (argument: the pip arguments as one string)."""
     keywords = _keywords(pip_ensure) if pip_ensure is not None else set()
     can_skip = "*" in keywords or "skip_packages" in keywords
     plan = []
     for name in sorted(missing, key=lambda n: list(PACKAGES).index(n) if n in PACKAGES else len(PACKAGES)):
         distribution = PACKAGES.get(name, name)
         if name == "torch":
-            plan.append((name, "PyTorchUtils", None))
+            plan.append((name, "light-the-torch", TORCH_REQUIREMENT))
         elif name in NO_DEPS or not can_skip:
             plan.append((name, "pip_install", f"{distribution} --no-deps"))
         else:
@@ -89,38 +104,49 @@ def install_plan(missing, pip_ensure=None) -> list[tuple]:
 
 
 def describe(plan) -> str:
-    """One line per step, for a confirmation dialog."""
+    """One line per step."""
     lines = []
     for name, method, argument in plan:
-        if method == "PyTorchUtils":
-            lines.append("torch: through the PyTorch extension (the build matching this computer's GPU)")
+        if method == "light-the-torch":
+            lines.append(f"torch: {argument} with light-the-torch (the build for this computer's GPU driver, "
+                         "as the PyTorch extension picks it; no torchvision)")
+        elif method == "pip_ensure":
+            lines.append(f"{name}: {argument} (pip, without numpy, SimpleITK, vtk: Slicer has them)")
         else:
             lines.append(f"{name}: pip install {argument}")
     return "\n".join(lines)
 
 
-def install(missing, confirm=True, pip_ensure=None, pip_install=None, torch_installer=None) -> list[str]:
+def install(missing, confirm=False, pip_ensure=None, pip_install=None, execute_module=None) -> list[str]:
     """Install the `missing` import names (see `install_plan`); returns those still missing afterwards.
 
-    Ask the user before calling this. `confirm` is forwarded to PyTorchUtils' own confirmation (it shows
-    the torch wheel it picked); pip steps do not ask again. `pip_ensure`, `pip_install` and
-    `torch_installer` (a function(askConfirmation) -> torch module or None) default to Slicer's; tests
-    inject fakes. Raises RuntimeError when the PyTorch extension is absent or torch was declined."""
+    Ask the user once, listing `describe(install_plan(missing, default_pip_ensure()))`, before calling
+    this; it asks nothing itself (no PyTorchUtils dialog, pip_ensure without prompts), so it can run under a
+    wait cursor. `confirm` is accepted for older callers and ignored.
+    `pip_ensure`, `pip_install` and `execute_module` (a function(module, args) running `python -m`) default
+    to Slicer's; tests inject fakes."""
+    del confirm  # the one question was asked by the caller
     if pip_ensure is None and pip_install is None:
         pip_ensure = default_pip_ensure()
+    pip_install = pip_install or default_pip_install()
     plan = install_plan(missing, pip_ensure)
     for name, method, argument in plan:
-        logging.info("SliceAndConquer: installing %s (%s %s)", name, method, argument or "")
-        if method == "PyTorchUtils":
-            installer = torch_installer or _pytorch_utils_installer()
-            if installer(askConfirmation=confirm) is None:
-                raise RuntimeError("PyTorch was not installed, so SliceAndConquer cannot run")
+        logging.info("SliceAndConquer: installing %s (%s %s)", name, method, argument)
+        if method == "light-the-torch":
+            _install_torch(argument, pip_install, execute_module or default_execute_module())
         elif method == "pip_ensure":
             _call_pip_ensure(pip_ensure, argument)
         else:
-            (pip_install or default_pip_install())(argument)
+            pip_install(argument)
     importlib.invalidate_caches()
     return missing_packages([name for name, _, _ in plan])
+
+
+def _install_torch(requirement, pip_install, execute_module):
+    if missing_packages(["light_the_torch"]):
+        pip_install(LIGHT_THE_TORCH)
+        importlib.invalidate_caches()
+    execute_module("light_the_torch", ["install", requirement])
 
 
 def _call_pip_ensure(pip_ensure, distribution):
@@ -131,14 +157,6 @@ def _call_pip_ensure(pip_ensure, distribution):
     except ImportError:  # pip_ensure needs it anyway; a fake in a test may not
         requirement = distribution
     keywords = _keywords(pip_ensure)
-    options = {"skip_packages": list(PROTECTED), "prompt_install": False, "requester": REQUESTER}
+    options = {"skip_packages": list(PROTECTED), "prompt_install": False, "prompt_restart": False,
+               "requester": REQUESTER}
     pip_ensure([requirement], **{k: v for k, v in options.items() if "*" in keywords or k in keywords})
-
-
-def _pytorch_utils_installer():
-    try:
-        import PyTorchUtils
-    except ImportError:
-        raise RuntimeError("SliceAndConquer needs the PyTorch extension to install torch: install "
-                           "'PyTorch' from the Extensions Manager, restart Slicer and try again") from None
-    return PyTorchUtils.PyTorchUtilsLogic().installTorch

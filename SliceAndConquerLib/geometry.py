@@ -59,3 +59,14 @@ def resample(array: np.ndarray, spacing, new_spacing=None, new_shape=None, order
 def resampled_spacing(shape, spacing, new_shape):
     """Spacing of a resampled array that keeps the physical extent."""
     return tuple(float(s * n / m) for s, n, m in zip(spacing, shape, new_shape))
+
+
+THICK_RATIO = 2.0  # an axis this many times coarser than the finest one is a scan's slice direction
+
+
+def drawing_axis(spacing) -> int:
+    """The axis whose planes a user draws on (array order): on a thick-slice scan, the axis of coarsest
+    spacing, whose planes are the scan's native images; otherwise axis 0."""
+    spacing = np.asarray(spacing, float)
+    coarse = int(np.argmax(spacing))
+    return coarse if spacing[coarse] >= THICK_RATIO * spacing.min() else 0

@@ -12,7 +12,8 @@ import json
 from pathlib import Path
 
 from .errors import InputError
-from .imageio import read_label, read_volume, write_mask
+from .imageio import (DEFAULT_SEGMENT_COLOR, DEFAULT_SEGMENT_NAME, is_segmentation_file, read_label, read_segment,
+                      read_volume, write_mask, write_segmentation)
 from .pipelines import best_pipeline
 from .session import Plane
 
@@ -28,10 +29,26 @@ def read_interaction(path) -> list:
         raise InputError(f"{path}: not a valid interaction file ({type(exc).__name__}: {exc})") from None
 
 
-def segment(image_path, out, clicks_path=None, init_mask=None, robot_label=None, value=1, slices=6, seed=0):
-    """Returns (session, pipeline name); writes the 3D mask in the image's geometry."""
+def read_init_mask(path, volume, segment_name=None):
+    """The mask to refine: voxels equal to 1 of a label image, or the segment `segment_name` of a Slicer
+    segmentation (.seg.nrrd; the only segment when no name is given). Returns (mask, segment dict or None)."""
+    if is_segmentation_file(path):
+        return read_segment(path, segment_name, volume)
+    if segment_name is not None:
+        raise InputError(f"--init-segment {segment_name!r}: only a Slicer segmentation (.seg.nrrd) has named "
+                         f"segments, not {path}")
+    return read_label(path, 1, reference=volume), None
+
+
+def segment(image_path, out, clicks_path=None, init_mask=None, robot_label=None, value=1, slices=6, seed=0,
+            init_segment=None, segment_name=None, segment_color=None):
+    """Returns (session, pipeline name); writes the 3D mask in the image's geometry: a label image, or for
+    `out` ending in .seg.nrrd a Slicer segmentation with one segment (`segment_name`, `segment_color`;
+    by default those of the --init-mask segment, else Slicer's defaults)."""
+    if init_segment is not None and not init_mask:
+        raise InputError(f"--init-segment {init_segment!r} needs --init-mask FILE.seg.nrrd")
     volume = read_volume(image_path)
-    existing = read_label(init_mask, 1, reference=volume) if init_mask else None
+    existing, init = read_init_mask(init_mask, volume, init_segment) if init_mask else (None, None)
     name, factory, _ = best_pipeline()
     session = factory(volume.array, volume.spacing, existing_mask=existing)
     if robot_label:
@@ -46,5 +63,10 @@ def segment(image_path, out, clicks_path=None, init_mask=None, robot_label=None,
             for row, col, positive in clicks:
                 session.click(row, col, positive)
             session.accept_slice()
-    write_mask(session.mask3d, volume, out)
+    if is_segmentation_file(out):
+        name_out = segment_name or (init or {}).get("name") or DEFAULT_SEGMENT_NAME
+        color_out = segment_color or (init or {}).get("color") or DEFAULT_SEGMENT_COLOR
+        write_segmentation(session.mask3d, volume, out, name=name_out, color=color_out)
+    else:
+        write_mask(session.mask3d, volume, out)
     return session, name

@@ -38,9 +38,24 @@ def test_manifests_split_by_subject(manifests):
     val = json.loads(manifests["val"].read_text())["cases"]
     subject = lambda c: c["image"]  # noqa: E731 -- one image file per subject here
     assert train and val and not {subject(c) for c in train} & {subject(c) for c in val}
-    assert {c["name"].split("/")[0] for c in val} <= {"ts-ct", "colin27"}
+    assert {c["name"].split("/")[0] for c in val} <= {"ts-ct", "ts-ct-thick", "ts-ct-lesion", "tg119", "colin27",
+                                                     "colin27-thick", "colin27-lesion"}
     sample = json.loads(manifests["sample"].read_text())["cases"]
     assert len(sample) == 1
+
+
+def test_validation_manifest_has_every_group(manifests):
+    from collections import Counter
+
+    from SliceAndConquerLib.data.fetch import VAL_GROUPS
+
+    val = json.loads(manifests["val"].read_text())["cases"]
+    counts = Counter(c["group"] for c in val)
+    assert set(counts) == set(VAL_GROUPS)
+    assert all(n >= 10 for g, n in counts.items() if g != "phantom-concave") and counts["phantom-concave"] == 2
+    quick = json.loads(manifests["val-quick"].read_text())["cases"]
+    assert Counter(c["group"] for c in quick) == {g: min(3, counts[g]) for g in VAL_GROUPS}
+    assert all(c in val for c in quick)
 
 
 
@@ -52,8 +67,10 @@ def test_evaluate_end_to_end_on_the_sample(tmp_path, manifests):
     report = json.loads(out.read_text())
     assert set(report["summary"]) == {"fbs-oracle", "nearest-oracle", "growcut", "grabcut-fbs"}
     for row in report["results"]:
-        assert len(row["dice"]) == len(row["clicks"]) == len(row["seconds"]) == 3
-        assert all(0.0 <= d <= 1.0 for d in row["dice"])
+        assert len(row["dice"]) == len(row["nsd"]) == len(row["clicks"]) == len(row["seconds"]) == 3
+        assert all(0.0 <= d <= 1.0 for d in row["dice"] + row["nsd"])
+    summary = report["summary"]["fbs-oracle"]
+    assert summary["by_group"]["ts-ct-sm"]["mean_dice"] == summary["mean_dice"] == summary["macro_dice"]
     oracle = report["summary"]["fbs-oracle"]["mean_dice"]
     assert oracle[-1] > 0.7 and oracle[-1] >= oracle[0]
     assert report["summary"]["growcut"]["mean_clicks"] >= 1

@@ -251,6 +251,8 @@ def test_benchmark_reports_click_curves_baseline_and_sources(tmp_path):
     result = benchmark(_tiny_manifest(tmp_path), Network2D(F2D(width=8), "cpu"), max_clicks=3, progress=False)
     assert result["slices"] == 3 and len(result["mean_dice_per_click"]) == 3  # one slice per axis
     assert set(result["by_source"]) == {"toy"} and result["by_source"]["toy"]["slices"] == 3
+    assert set(result["by_group"]) == {"toy"} and result["macro"]["dice_at"] == result["dice_at"]
+    assert result["thick_planes"] == {"slices": 0}
     # GrabCut on a bright sphere is good from the first click; the untrained network is not.
     assert result["baseline"]["dice_at"]["3"] > 0.8 > result["dice_at"]["1"]
     assert 1 <= result["noc90"] <= 3

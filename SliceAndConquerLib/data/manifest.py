@@ -1,5 +1,6 @@
-"""Manifests: {"cases": [{"name", "image", "label", "value"}]}, paths relative to the manifest file.
-One case is one binary target: the voxels of `label` equal to `value`."""
+"""Manifests: {"cases": [{"name", "image", "label", "value", "group"}]}, paths relative to the manifest
+file. One case is one binary target: the voxels of `label` equal to `value`. `group` (optional; default:
+the case's source) names the kind of target it stands for in per-group scores; other keys are ignored."""
 from __future__ import annotations
 
 import json
@@ -15,6 +16,11 @@ class Case:
     image: Path
     label: Path
     value: int
+    group: str = ""
+
+    def __post_init__(self):
+        if not self.group:
+            object.__setattr__(self, "group", source_of(self.name))
 
     def load(self):
         """(Volume, bool target) with the target checked against the image grid."""
@@ -35,7 +41,7 @@ def read_manifest(path) -> list[Case]:
         data = json.loads(path.read_text())
         entries = data["cases"]
         cases = [Case(str(c["name"]), (path.parent / c["image"]).resolve(), (path.parent / c["label"]).resolve(),
-                      int(c["value"])) for c in entries]
+                      int(c["value"]), str(c.get("group") or "")) for c in entries]
     except FileNotFoundError:
         raise InputError(f"{path}: manifest not found (run `snc data fetch` first?)") from None
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
@@ -45,6 +51,17 @@ def read_manifest(path) -> list[Case]:
     return cases
 
 
+def select_groups(cases: list[Case], groups) -> list[Case]:
+    """The cases of the named groups (all cases when `groups` is empty); an unknown group is an error."""
+    if not groups:
+        return cases
+    known = sorted({c.group for c in cases})
+    missing = [g for g in groups if g not in known]
+    if missing:
+        raise InputError(f"group {', '.join(missing)} has no target in this manifest (groups: {', '.join(known)})")
+    return [c for c in cases if c.group in groups]
+
+
 def write_manifest(path, cases: list[dict]) -> Path:
     """Write entries whose image/label paths are absolute or relative to the manifest's folder."""
     path = Path(path)
@@ -52,6 +69,9 @@ def write_manifest(path, cases: list[dict]) -> Path:
     rows = []
     for c in cases:
         rel = {key: str(Path(c[key]).resolve().relative_to(base)) for key in ("image", "label")}
-        rows.append({"name": c["name"], **rel, "value": int(c["value"])})
+        row = {"name": c["name"], **rel, "value": int(c["value"])}
+        if c.get("group"):
+            row["group"] = str(c["group"])
+        rows.append(row)
     path.write_text(json.dumps({"cases": rows}, indent=1) + "\n")
     return path

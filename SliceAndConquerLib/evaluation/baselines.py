@@ -19,8 +19,8 @@ import numpy as np
 from scipy import ndimage
 
 from ..clicks import Click
-from ..geometry import bounding_box
-from ..metrics import dice
+from ..geometry import bounding_box, drawing_axis
+from ..metrics import dice, normalized_surface_dice
 from .robot import MAX_CLICKS, click_until_good
 from .slicer_filters import fill_between_slices, grow_from_seeds
 
@@ -138,8 +138,14 @@ def growcut_3d(image: np.ndarray, spacing, slices: dict) -> np.ndarray:
 
 def run_baseline(method: str, image: np.ndarray, truth: np.ndarray, spacing, iterations: int,
                  max_clicks: int = MAX_CLICKS) -> dict:
-    """Per-iteration DSC, cumulative clicks and seconds of one baseline on one target."""
-    out = {"dice": [], "clicks": [], "seconds": []}
+    """Per-iteration DSC, NSD, cumulative clicks and seconds of one baseline on one target. The k
+    slices lie on the axis a user draws on (axis 0, or a thick-slice scan's slice axis), which is
+    moved to the front for the filters."""
+    axis = drawing_axis(spacing)
+    if axis:
+        image, truth = np.moveaxis(image, axis, 0), np.moveaxis(truth, axis, 0)
+        spacing = (spacing[axis],) + tuple(s for a, s in enumerate(spacing) if a != axis)
+    out = {"dice": [], "nsd": [], "clicks": [], "seconds": []}
     clicks_cache: dict = {}
     if method == "fbs-f2d":  # f2D sees the volume normalised as in the session
         from ..intensity import normalize
@@ -173,5 +179,6 @@ def run_baseline(method: str, image: np.ndarray, truth: np.ndarray, spacing, ite
             raise ValueError(f"unknown baseline {method!r}")
         out["seconds"].append(time.perf_counter() - start)
         out["dice"].append(dice(prediction, truth))
+        out["nsd"].append(normalized_surface_dice(prediction, truth, spacing))
         out["clicks"].append(int(used))
     return out

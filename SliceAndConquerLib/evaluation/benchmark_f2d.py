@@ -3,7 +3,11 @@
 The robot clicks as in the evaluation (largest error region, most interior point) for max_clicks
 clicks; the network's window comes from the clicks and masks alone, exactly as in the app. IoU and DSC
 are measured at the slice's native resolution after every click. The classical baseline (OpenCV
-GrabCut) gets the same protocol on the same slices."""
+GrabCut) gets the same protocol on the same slices. Every figure is also given per group of the
+manifest (`by_group`), as a macro mean over groups (`macro`, each group weighing the same), and for the
+planes through a thick axis (`thick_planes`: the plane's pixels are THICK_RATIO times longer one way
+than the other, a sagittal or coronal plane of a thick-slice scan), which f2D sees resampled to
+millimetre-square pixels."""
 from __future__ import annotations
 
 import statistics
@@ -15,7 +19,8 @@ from tqdm import tqdm
 
 from ..classic import GrabCut2D
 from ..clicks import Click, next_click
-from ..data.manifest import read_manifest, source_of
+from ..data.manifest import read_manifest, select_groups, source_of
+from ..geometry import THICK_RATIO
 from ..imageio import read_label, read_volume
 from ..intensity import normalize
 from ..metrics import dice, iou
@@ -72,10 +77,27 @@ def latency_ms(predictor, size: int, repeats: int = 15) -> float:
     return round(1000 * statistics.median(times), 2)
 
 
-def benchmark(manifest, predictor, max_clicks=20, limit=None, progress=True, device="cpu") -> dict:
-    cases = read_manifest(manifest)[:limit]
+SUMMARY_KEYS = ("noc85", "noc90", "fail_rate90", "dice_at", "slices")
+
+
+def _part(curves, tags, wanted, max_clicks) -> dict:
+    part = summarize_curves([c for c, t in zip(curves, tags) if t == wanted], max_clicks)
+    return {k: part[k] for k in SUMMARY_KEYS}
+
+
+def macro_mean(parts: dict) -> dict:
+    """The mean of per-group summaries, each group weighing the same."""
+    parts = list(parts.values())
+    out = {k: round(float(np.mean([p[k] for p in parts])), 4) for k in ("noc85", "noc90", "fail_rate90")}
+    out["dice_at"] = {k: round(float(np.mean([p["dice_at"][k] for p in parts])), 4) for k in parts[0]["dice_at"]}
+    out["groups"] = len(parts)
+    return out
+
+
+def benchmark(manifest, predictor, max_clicks=20, limit=None, progress=True, device="cpu", groups=None) -> dict:
+    cases = select_groups(read_manifest(manifest), groups)[:limit]
     baseline = GrabCut2D()
-    curves, sources = {"model": [], "baseline": []}, []
+    curves, sources, case_groups, thick = {"model": [], "baseline": []}, [], [], []
     image_cache = {}
     for case in tqdm(cases, desc="benchmark f2d", disable=not progress):
         if case.image not in image_cache:
@@ -91,16 +113,21 @@ def benchmark(manifest, predictor, max_clicks=20, limit=None, progress=True, dev
             for key, method in (("model", predictor), ("baseline", baseline)):
                 curves[key].append(click_curve(method, take(image), take(truth), spacing2d, max_clicks))
             sources.append(source_of(case.name))
+            case_groups.append(case.group)
+            thick.append(max(spacing2d) >= THICK_RATIO * min(spacing2d))
     result = summarize_curves(curves["model"], max_clicks)
-    # Where the model is weak: per data source (e.g. CT organs against atlas regions).
-    result["by_source"] = {}
-    for source in sorted(set(sources)):
-        part = summarize_curves([c for c, s in zip(curves["model"], sources) if s == source], max_clicks)
-        result["by_source"][source] = {k: part[k] for k in ("noc90", "fail_rate90", "dice_at", "slices")}
+    # Where the model is weak: per group, per data source, and on planes through a thick axis.
+    model = curves["model"]
+    result["by_group"] = {g: _part(model, case_groups, g, max_clicks) for g in dict.fromkeys(case_groups)}
+    result["macro"] = macro_mean(result["by_group"])
+    result["by_source"] = {s: _part(model, sources, s, max_clicks) for s in sorted(set(sources))}
+    result["thick_planes"] = _part(model, thick, True, max_clicks) if any(thick) else {"slices": 0}
     result["latency_ms"] = {str(s): latency_ms(predictor, s) for s in (256, 512)}
     result["threads"] = torch.get_num_threads()
     result["device"] = device
+    base_groups = {g: _part(curves["baseline"], case_groups, g, max_clicks) for g in result["by_group"]}
     result["baseline"] = dict(summarize_curves(curves["baseline"], max_clicks), name=baseline.name,
+                              by_group=base_groups, macro=macro_mean(base_groups),
                               latency_ms={str(s): latency_ms(baseline, s) for s in (256, 512)})
     result["settings"] = {"manifest": str(manifest), "max_clicks": max_clicks, "cases": len(cases),
                           "model": getattr(predictor, "name", "?")}

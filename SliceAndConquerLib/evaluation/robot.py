@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..clicks import next_click
-from ..metrics import dice
+from ..geometry import drawing_axis
+from ..metrics import dice, normalized_surface_dice
 from ..session import Plane, Session
 
 STOP_DICE = 0.9   # the 2D stage ends when the slice DSC exceeds this ...
@@ -56,6 +57,7 @@ class RobotRun:
     dice: list = field(default_factory=list)     # 3D DSC after each iteration
     clicks: list = field(default_factory=list)   # clicks used so far, after each iteration
     seconds: list = field(default_factory=list)  # compute time of each iteration
+    nsd: list = field(default_factory=list)      # normalised surface Dice (2 mm) after each iteration
     planes: list = field(default_factory=list)
 
 
@@ -76,7 +78,8 @@ def run_robot(session: Session, truth: np.ndarray, iterations: int = 6, max_clic
     slice choice reach when the 2D stage makes no error."""
     rng = np.random.default_rng(seed)
     run = RobotRun()
-    plane = first or first_plane(truth, rng)
+    # The first slice lies on the axis a user draws on: the native plane of a thick-slice scan.
+    plane = first or first_plane(truth, rng, drawing_axis(session.spacing))
     total_clicks = 0
     for _ in range(iterations):
         if plane is None or (click_budget is not None and total_clicks >= click_budget):
@@ -95,6 +98,7 @@ def run_robot(session: Session, truth: np.ndarray, iterations: int = 6, max_clic
         next_plane = session.recommend()
         run.seconds.append(time.perf_counter() - start)
         run.dice.append(dice(session.mask3d, truth))
+        run.nsd.append(normalized_surface_dice(session.mask3d, truth, session.spacing))
         run.clicks.append(total_clicks)
         plane = next_plane
     return run
