@@ -101,7 +101,6 @@ class SliceAndConquerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._shortcuts = []
         self._busy = False
         self._askedAbout = None     # the oblique-view error already offered a rotation
-        self._placingPositive = None  # the polarity place mode was last set up for
         self._pollTimer = None
 
     def setup(self) -> None:
@@ -178,8 +177,8 @@ class SliceAndConquerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updateSegmentSelector()
         if self.snc is not None:
             self.snc.overwrite_other_segments = self._parameterNode.overwriteOtherSegments
-        if self._parameterNode.positiveClicks != self._placingPositive:
-            self._activatePlacement()
+            if self._clickNodes and self._parameterNode.positiveClicks != self.snc.placement.positive:
+                self._activatePlacement()
         self._updateGui()
 
     def _updateSegmentSelector(self) -> None:
@@ -232,7 +231,10 @@ class SliceAndConquerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._pollTimer.start()
 
     def _onPoll(self) -> None:
-        if self.snc is not None and self.snc.accept_running:
+        # PythonQt holds the GIL while Qt runs: each 100 ms poll lends it to the worker for 70 ms (the
+        # GUI keeps the rest), else the worker would only run during these callbacks.
+        if self.snc is not None and self.snc.poll_accept(0.07):
+            self._updateGui()  # elapsed time and queued clicks
             return
         self._pollTimer.stop()
         self._setBusy(False)
@@ -295,7 +297,22 @@ class SliceAndConquerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         from SliceAndConquerLib.slicer_logic import SliceAndConquerLogic as InteractiveLogic
 
         self.snc = InteractiveLogic()
+        self.snc.on_error = self._onLogicError
+        self.snc.placement.on_change = self._updateGui
         return True
+
+    def _onLogicError(self, message, error) -> None:
+        """An error inside a click or the place-mode observer (they cannot raise): say it, and show the
+        details of anything that is not the user's doing once the view has finished its event."""
+        from SliceAndConquerLib.errors import InputError
+
+        slicer.util.showStatusMessage(_("Slice and Conquer: {message}").format(message=message), 5000)
+        if not isinstance(error, InputError):
+            import traceback
+
+            details = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+            qt.QTimer.singleShot(0, lambda: slicer.util.errorDisplay(
+                _("Slice and Conquer: {message}").format(message=message), detailedText=details))
 
     def _endSession(self) -> None:
         """Scene close / module cleanup: stop polling, forget the session, remove the click nodes."""
@@ -304,7 +321,7 @@ class SliceAndConquerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._setBusy(False)
         self._removeClickNodes()
         if self.snc is not None:
-            self.snc.close()
+            self.snc.close()  # also restores the place-mode persistence
 
     # ---- clicks: two markups nodes in persistent place mode, observed by the Lib logic -----------------------
     def _createClickNodes(self) -> None:
@@ -324,13 +341,15 @@ class SliceAndConquerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 setColor(*color)
             self._clickNodes.append(node)
             self.addObserver(node, node.PointPositionDefinedEvent, self._onPointPlaced, priority=-1.0)  # after logic
-        self.snc.add_markups_observers(*self._clickNodes)
-        self._activatePlacement()
+        # The Lib observes the nodes and the interaction node: Slicer ends place mode on a right-click or a
+        # double-click, and the logic re-arms it once the view has finished that event (zero-delay timer).
+        self.snc.start_placement(*self._clickNodes, positive=self._parameterNode.positiveClicks,
+                                 schedule=lambda callback: qt.QTimer.singleShot(0, callback))
 
     def _removeClickNodes(self) -> None:
-        self._stopPlacement()
         if self.snc is not None:
             self.snc.remove_markups_observers()
+            self.snc.stop_placement()  # leaves place mode, restores the persistence found before
         for node in self._clickNodes:
             self.removeObserver(node, node.PointPositionDefinedEvent, self._onPointPlaced)
             if node.GetScene() is not None:
@@ -338,25 +357,10 @@ class SliceAndConquerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._clickNodes = []
 
     def _activatePlacement(self) -> None:
-        """Persistent place mode into the positive or negative node, as the toggle says."""
-        if not self._clickNodes or self._parameterNode is None:
-            return
-        self._placingPositive = self._parameterNode.positiveClicks
-        node = self._clickNodes[0 if self._placingPositive else 1]
-        appLogic = slicer.app.applicationLogic()
-        selectionNode = appLogic.GetSelectionNode()
-        selectionNode.SetReferenceActivePlaceNodeClassName("vtkMRMLMarkupsFiducialNode")
-        selectionNode.SetActivePlaceNodeID(node.GetID())
-        interactionNode = appLogic.GetInteractionNode()
-        interactionNode.SetPlaceModePersistence(1)
-        interactionNode.SetCurrentInteractionMode(interactionNode.Place)
-
-    def _stopPlacement(self) -> None:
-        self._placingPositive = None
-        appLogic = slicer.app.applicationLogic()
-        if self._clickNodes and appLogic.GetSelectionNode().GetActivePlaceNodeID() in [
-                node.GetID() for node in self._clickNodes]:
-            appLogic.GetInteractionNode().SwitchToViewTransformMode()
+        """(Re-)arm persistent place mode into the positive or negative node, as the toggle says."""
+        if self._clickNodes and self._parameterNode is not None and self.snc is not None:
+            self._call(lambda: self.snc.set_polarity(self._parameterNode.positiveClicks),
+                       _("Cannot capture clicks."))
 
     def _onPointPlaced(self, caller, event) -> None:
         # The logic has run (or queued) the click; tidy the points and talk to the user once the markups
@@ -403,8 +407,12 @@ class SliceAndConquerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slot()
 
     def _setPositive(self, positive) -> None:
-        if self._parameterNode:
-            self._parameterNode.positiveClicks = positive
+        if not self._parameterNode:
+            return
+        if self._parameterNode.positiveClicks == positive:
+            self._activatePlacement()  # same polarity: still re-arm (Slicer may have ended place mode)
+        else:
+            self._parameterNode.positiveClicks = positive  # re-arms through _onParameterNodeModified
 
     # ---- display ---------------------------------------------------------------------------------------
     def _refresh(self) -> None:
@@ -435,7 +443,8 @@ class SliceAndConquerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.jumpButton.enabled = idle and status["recommendation"] is not None
         if self._busy:
             queued = len(self.snc.pending_clicks)
-            text = _("Computing 3D... Clicks placed now are queued ({count}).").format(count=queued)
+            text = _("Computing the 3D result... {seconds:.1f} s\nClicks placed now are queued ({count}).").format(
+                seconds=self.snc.accept_progress() or 0.0, count=queued)
         elif not started:
             text = _("Choose a volume and a segmentation, then press Start.")
         else:
@@ -449,6 +458,9 @@ class SliceAndConquerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 _("Recommended next: {plane}").format(plane=self._planeText(status["recommendation"])
                                                       if status["recommendation"] else _("none yet")),
             ])
+            text += "\n" + _("Writes: {rules}").format(rules=status["edit_rules"])
+            if status["clicks_off"]:
+                text += "\n" + _("Clicks are off: {reason}").format(reason=status["clicks_off"])
             if self.snc.last_error:
                 text += "\n" + _("Last click refused: {error}").format(error=self.snc.last_error)
         self.ui.statusLabel.text = text

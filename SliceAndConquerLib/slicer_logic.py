@@ -14,10 +14,19 @@ Qt signals onto these methods. From Slicer's Python console::
 
 Long work off the main thread: `accept()` is `compute_accept()` (session.accept_slice + recommend: numpy and
 torch only, safe in a worker thread) followed by `finish_accept()` (MRML writes and view jumps: main thread
-only). `accept_in_background()` runs the first in a `threading.Thread`; poll `accept_running` (e.g. from a
-QTimer) and call `finish_background_accept()` on the main thread when it is False. While it runs, `busy` is
-True: points placed in the observed markups nodes are queued (never lost) and replayed afterwards, and the
-other methods refuse with an InputError.
+only). `accept_in_background()` runs the first in a `threading.Thread`; call `poll_accept()` from a timer
+(e.g. a 100 ms QTimer) and `finish_background_accept()` on the main thread once it returns False. Inside
+Slicer the worker only runs while the main thread releases the GIL: PythonQt keeps it held in the Qt event
+loop, so a plain thread would crawl (~100x slower). `poll_accept(hand_over_s)` therefore waits on the worker
+for most of each timer period (a wait releases the GIL), leaving the rest to the GUI; `accept_progress()`
+says how long it has run. While it runs, `busy` is True: points placed in the observed markups nodes are
+queued (never lost) and replayed afterwards, and the other methods refuse with an InputError.
+
+Clicks are captured by two markups nodes in persistent place mode (`start_placement`); Slicer ends place
+mode on a right-click or double-click, and the logic puts it back (`placement.ClickPlacement`). Errors in
+observers never vanish: they are logged with their traceback, kept in `last_error`, and passed to
+`on_error(message, exception)` when a GUI set it. Writes follow the Segment Editor's masking settings
+(`edit_rules.py`).
 
 Coordinates: points are world RAS (markups' `GetNthControlPointPositionWorld`); the volume's parent
 transform (linear only) is undone before RAS -> IJK; numpy arrays are [k, j, i]. A view's slice offset
@@ -28,13 +37,16 @@ from __future__ import annotations
 import inspect
 import logging
 import threading
+import time
 
 import numpy as np
 import slicer
 import vtk
 
+from . import edit_rules as rules_module
 from .errors import InputError
 from .pipelines import best_pipeline
+from .placement import ClickPlacement
 from .session import Plane, Session
 
 # A view counts as showing a volume axis when its normal is within ~8 degrees of that axis.
@@ -92,24 +104,29 @@ class SliceAndConquerLogic:
         self.overwrite_other_segments = False
         self.recommendation: Plane | None = None
         self.last_error: str | None = None  # the last error of a markups observer (they cannot raise)
-        self.last_exception: InputError | None = None  # the same error as an object (ObliqueViewError...)
+        self.last_exception: Exception | None = None  # the same error as an object (ObliqueViewError...)
+        self.on_error = None                # on_error(message, exception): observer errors, for a GUI
+        self.placement = ClickPlacement(on_error=self._report_error)
+        self.module_edit_rules = None       # EditRules given to start(); None: from overwrite_other_segments
+        self._writer = None                 # edit_rules.SegmentWriter of the session's segment
         self.device: str | None = None
         self.busy = False                   # True while compute_accept() runs in a worker thread
         self.pending_clicks: list = []      # (ras, view, positive) placed while busy; replayed afterwards
         self._observations: list = []       # (markups node, observer tag)
         self._computed = None               # (session, recommendation) from compute_accept()
-        self._job = None                    # the background accept: {"thread", "session", "error"}
+        self._job = None                    # the background accept: {"thread", "session", "error", "started"}
 
     # ---- starting ---------------------------------------------------------------------------
     def start(self, volume_node, segmentation_node, segment_id=None, session_factory=None,
-              overwrite_other_segments=False, device=None) -> Session:
+              overwrite_other_segments=False, device=None, edit_rules=None) -> Session:
         """Start a session on `volume_node`, writing into `segment_id` of `segmentation_node`.
 
         The segment is created when `segment_id` is None or not in the segmentation; its current content
         becomes the starting 3D mask. `session_factory(image, spacing, existing_mask=None) -> Session`
-        defaults to the best installed pipeline (`pipelines.best_pipeline()`). Unless
-        `overwrite_other_segments`, voxels of other segments are never added to this segment; either
-        way other segments are never modified (overlaps are allowed when overwriting).
+        defaults to the best installed pipeline (`pipelines.best_pipeline()`). Writes follow the Segment
+        Editor's masking settings when the scene has a Segment Editor node (see `edit_rules()`); else
+        `edit_rules` (an `edit_rules.EditRules`), else `overwrite_other_segments`: True overwrites other
+        segments (exactly restored on undo), False never touches their voxels.
         `device` ("auto", "cpu", "cuda", "mps") is checked first (InputError if that accelerator is absent)
         and passed to the factory only if it takes a `device` argument.
         """
@@ -149,15 +166,21 @@ class SliceAndConquerLogic:
                                        **options)
         self.device = device
         self.overwrite_other_segments = bool(overwrite_other_segments)
+        self.module_edit_rules = edit_rules
+        self._writer = rules_module.SegmentWriter(
+            segment_id, lambda: list(self.segmentation_node.GetSegmentation().GetSegmentIDs()),
+            self._read_segment, self._write_segment, self._segment_visible, image)
         self.recommendation = None
         self.last_error = self.last_exception = None
         return self.session
 
     def close(self):
-        """Forget the session (e.g. the scene is closing): observers off, queued clicks and a background
-        accept dropped (its worker finishes on its own session object and nothing is written)."""
+        """Forget the session (e.g. the scene is closing): observers off, place mode and its persistence
+        restored, queued clicks and a background accept dropped (its worker finishes on its own session
+        object and nothing is written)."""
         self.remove_markups_observers()
-        self.session = self.recommendation = None
+        self.stop_placement()
+        self.session = self.recommendation = self._writer = None
         self._computed = self._job = None
         self.busy = False
         self.pending_clicks = []
@@ -374,7 +397,7 @@ class SliceAndConquerLogic:
         self._require_idle()
         if session.plane is None:
             raise InputError("no slice to accept: click on a slice first")
-        job = {"session": session, "error": None}
+        job = {"session": session, "error": None, "started": time.monotonic()}
 
         def work():
             try:
@@ -391,6 +414,22 @@ class SliceAndConquerLogic:
     def accept_running(self) -> bool:
         """True while a background accept is still computing."""
         return self._job is not None and self._job["thread"].is_alive()
+
+    def poll_accept(self, hand_over_s=0.07) -> bool:
+        """Call from the main thread's timer while an accept runs in the background: waits up to
+        `hand_over_s` for the worker, which releases the GIL so the worker computes meanwhile (PythonQt
+        keeps the GIL on the main thread everywhere else), then returns whether it is still running.
+        With a 100 ms timer and 0.07 s the worker gets ~70% of the time and the GUI the rest."""
+        job = self._job
+        if job is None:
+            return False
+        if hand_over_s > 0:
+            job["thread"].join(hand_over_s)
+        return job["thread"].is_alive()
+
+    def accept_progress(self) -> float | None:
+        """Seconds the background accept has been computing (None when none runs)."""
+        return None if self._job is None else time.monotonic() - self._job["started"]
 
     def finish_background_accept(self) -> Plane | None:
         """Main thread, once `accept_running` is False: write the result and jump (`finish_accept`),
@@ -419,7 +458,7 @@ class SliceAndConquerLogic:
                 self.click_ras(ras, positive, view)
                 ran += 1
                 self.last_error = self.last_exception = None
-            except InputError as error:
+            except Exception as error:
                 self._record_error(error)
         return ran
 
@@ -433,6 +472,11 @@ class SliceAndConquerLogic:
             self._write_volume(mask)
             self.recommendation = None
         return mask
+
+    def refresh_segment(self):
+        """Write the session's 3D mask into the segment (under the masking rules): after driving
+        `self.session` directly, e.g. with the robot user of the benchmarks."""
+        self._write_volume(self._require_session().mask3d)
 
     def jump_to_plane(self, plane: Plane):
         """Centre the first non-oblique view perpendicular to `plane.axis` on that slice (its in-plane
@@ -456,6 +500,12 @@ class SliceAndConquerLogic:
                 continue
         return None
 
+    def edit_rules(self) -> rules_module.EditRules:
+        """The masking rules writes follow now: the Segment Editor's parameter node when the scene has
+        one, else the module's choice (`start(edit_rules=...)` or `overwrite_other_segments`)."""
+        fallback = self.module_edit_rules or rules_module.EditRules.fallback(self.overwrite_other_segments)
+        return rules_module.rules_from_scene(slicer.mrmlScene, self.segmentation_node, fallback)
+
     def status(self) -> dict:
         """t, the slice being annotated and its clicks, the accepted planes, the recommendation and
         the pipeline, as plain Python values."""
@@ -472,6 +522,9 @@ class SliceAndConquerLogic:
             "recommendation": as_tuple(self.recommendation),
             "pipeline": self.pipeline_name,
             "segment_id": self.segment_id,
+            "placing": self.placement.is_placing(),
+            "clicks_off": self.placement.off_reason,
+            "edit_rules": self.edit_rules().describe(),
         }
 
     # ---- clicks from markups ----------------------------------------------------------------
@@ -518,18 +571,54 @@ class SliceAndConquerLogic:
         self._observations = []
 
     def _on_point_event(self, markups_node, positive):
+        # Everything is caught: VTK prints and swallows an exception raised in an observer, and the point
+        # would then be pruned without a word. The error goes to the log, `last_error` and `on_error`.
         try:
             if self.busy:  # the session belongs to the worker: remember the click, run it afterwards
                 self.pending_clicks.append((*self.placed_point(markups_node), positive))
             else:
                 self.on_point_defined(markups_node, positive)
             self.last_error = self.last_exception = None
-        except InputError as error:
+        except Exception as error:
             self._record_error(error)
 
-    def _record_error(self, error: InputError):
-        self.last_error, self.last_exception = str(error), error
-        logging.warning("SliceAndConquer: %s", error)
+    def _record_error(self, error: Exception):
+        """Keep an error of a click (an observer cannot raise): log it, `last_error`, `on_error`."""
+        if isinstance(error, InputError):
+            message = str(error)
+            logging.warning("SliceAndConquer: %s", message)
+        else:  # a bug or a failure, not the user's doing: the traceback goes to the log
+            message = f"the click failed: {type(error).__name__}: {error} (details in the Python console log)"
+            logging.error("SliceAndConquer: the click failed", exc_info=(type(error), error, error.__traceback__))
+        self.last_error, self.last_exception = message, error
+        self._report_error(message, error)
+
+    def _report_error(self, message, error):
+        if self.on_error is not None:
+            try:
+                self.on_error(message, error)
+            except Exception:
+                logging.exception("SliceAndConquer: the error callback failed")
+
+    # ---- place mode ---------------------------------------------------------------------------
+    def start_placement(self, positive_node, negative_node, positive=True, schedule=None):
+        """Observe the two markups nodes and keep persistent place mode on for `positive` (re-armed
+        when Slicer ends it: right-click, double-click). `schedule(f)` delays the re-arm (a GUI passes a
+        zero-delay timer); default: at once. `stop_placement()` (or `close()`) undoes it all."""
+        self.add_markups_observers(positive_node, negative_node)
+        if schedule is not None:
+            self.placement.schedule = schedule
+        self.placement.start(positive_node, negative_node, positive)
+
+    def set_polarity(self, positive):
+        """Next clicks positive or negative; always (re-)arms place mode, also for the same polarity."""
+        if self.placement.nodes == (None, None):
+            raise InputError("clicks are not captured: press Start first")
+        self.placement.arm(positive)
+
+    def stop_placement(self):
+        """Leave our place mode and restore the place-mode persistence found before."""
+        self.placement.stop()
 
     def prune_markups(self, positive_node, negative_node) -> int:
         """Remove the placed (defined) control points that are not clicks of the slice being annotated:
@@ -573,13 +662,13 @@ class SliceAndConquerLogic:
         return slicer.util.arrayFromSegmentBinaryLabelmap(self.segmentation_node, segment_id,
                                                           self.volume_node) > 0
 
-    def _other_segments(self) -> np.ndarray:
-        segmentation = self.segmentation_node.GetSegmentation()
-        others = np.zeros(self.session.image.shape, bool)
-        for segment_id in segmentation.GetSegmentIDs():
-            if segment_id != self.segment_id:
-                others |= self._read_segment(segment_id)
-        return others
+    def _write_segment(self, segment_id, mask):
+        slicer.util.updateSegmentBinaryLabelmapFromArray(mask.astype(np.uint8), self.segmentation_node,
+                                                         segment_id, self.volume_node)
+
+    def _segment_visible(self, segment_id) -> bool:
+        display = self.segmentation_node.GetDisplayNode()
+        return bool(display.GetSegmentVisibility(segment_id)) if display is not None else True
 
     def _write_slices(self, slices: dict):
         """Replace only the given planes' slices of the segment (a preview), keep the rest as it is."""
@@ -593,14 +682,9 @@ class SliceAndConquerLogic:
         self._write(mask3d, self._read_segment(self.segment_id))
 
     def _write(self, mask, current):
-        """Write `mask` into the segment. Voxels of other segments keep this segment's current value,
-        so other segments' voxels are never taken (and undo restores overlaps from before exactly)."""
-        if not self.overwrite_other_segments:
-            mask = np.where(self._other_segments(), current, mask)
-        if np.array_equal(mask, current):
-            return
-        # Simple and exact, but it exports and re-imports the whole volume. For speed, write only the
-        # changed box: an vtkOrientedImageData of the box (with its image-to-world matrix) and
-        # vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(image, node, id, MODE_REPLACE, extent).
-        slicer.util.updateSegmentBinaryLabelmapFromArray(mask.astype(np.uint8), self.segmentation_node,
-                                                         self.segment_id, self.volume_node)
+        """Write `mask` into the segment under the masking rules (`edit_rules()`): outside the editable
+        area the segment keeps `current`; voxels taken from other segments are recorded and handed back
+        when the segment lets them go, so undo is exact for every segment.
+        Simple and exact, but each write exports and re-imports whole volumes; for speed one would write
+        only the changed box (vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment with an extent)."""
+        self._writer.apply(mask, current, self.edit_rules())

@@ -171,7 +171,9 @@ def test_accept_writes_3d_and_moves_only_the_recommended_view(nodes, logic):
         assert nodes.views[name].GetSliceOffset() == pytest.approx(offsets[name])
     assert logic.status() == {"started": True, "t": 1, "plane": None, "clicks": 0,
                               "accepted": [(0, CENTRE[0])], "recommendation": (1, 7),
-                              "pipeline": "toy_session", "segment_id": logic.segment_id}
+                              "pipeline": "toy_session", "segment_id": logic.segment_id,
+                              "placing": False, "clicks_off": None,
+                              "edit_rules": "editable outside all segments, allow overlap (module)"}
 
 
 def test_undo_click_reset_and_undo_slice_restore_the_segment_exactly(nodes, logic):
@@ -205,7 +207,7 @@ def test_moving_to_another_plane_takes_back_the_unaccepted_preview(nodes, logic)
     assert mask2d.any() and np.array_equal(nodes.segment(logic.segment_id), expected)
 
 
-def test_other_segments_are_never_changed(nodes, toy_factory):
+def test_other_segments_are_protected_or_overwritten_and_undo_gives_back(nodes, toy_factory):
     nodes.segmentation.SetAndObserveTransformNodeID(nodes.transform.GetID())
     nodes.segmentation.SetReferenceImageGeometryParameterFromVolumeNode(nodes.volume)
     other_id = nodes.segmentation.GetSegmentation().AddEmptySegment("other")
@@ -219,13 +221,18 @@ def test_other_segments_are_never_changed(nodes, toy_factory):
         logic.start(nodes.volume, nodes.segmentation, session_factory=toy_factory,
                     overwrite_other_segments=overwrite)
         click_in(nodes, logic, "Green", CENTRE)
-        ours = nodes.segment(logic.segment_id)
-        assert not overwrite or (ours & other).any()
         logic.accept()
         ours = nodes.segment(logic.segment_id)
-        assert np.array_equal(nodes.segment(other_id), other)
-        expected = logic.session.mask3d if overwrite else logic.session.mask3d & ~other
-        assert np.array_equal(ours, expected) and (logic.session.mask3d & other).any()
+        assert (logic.session.mask3d & other).any()
+        if overwrite:  # ours takes the voxels; the other segment loses exactly those
+            assert np.array_equal(ours, logic.session.mask3d)
+            assert np.array_equal(nodes.segment(other_id), other & ~ours)
+        else:          # the other segment's voxels are never taken
+            assert np.array_equal(ours, logic.session.mask3d & ~other)
+            assert np.array_equal(nodes.segment(other_id), other)
+        logic.undo_slice()
+        assert not nodes.segment(logic.segment_id).any()
+        assert np.array_equal(nodes.segment(other_id), other)   # given back exactly
 
 
 def _tilted_red_view(nodes):
