@@ -100,23 +100,22 @@ class GapRecommender:
     def recommend(self, session):
         from .geometry import drawing_axis
 
-        if self.axis is None:
-            self.axis = drawing_axis(session.spacing)
-        on_axis = [a for a in session.accepted if a.plane.axis == self.axis]
+        axis = drawing_axis(session.spacing) if self.axis is None else self.axis
+        on_axis = [a for a in session.accepted if a.plane.axis == axis]
         holding = sorted(a.plane.index for a in on_axis if a.mask.any())
         if not holding:
             return None
         spacing = session.spacing
         widths_mm = [max((np.ptp(np.nonzero(a.mask)[d]) + 1) * s
                          for d, s in enumerate(a.plane.spacing2d(spacing))) for a in on_axis if a.mask.any()]
-        reach = int(np.ceil(0.5 * max(widths_mm) / spacing[self.axis]))
+        reach = int(np.ceil(0.5 * max(widths_mm) / spacing[axis]))
         empty = [a.plane.index for a in on_axis if not a.mask.any()]
         lo = max([0, holding[0] - reach] + [i for i in empty if i < holding[0]])
-        hi = min([session.image.shape[self.axis] - 1, holding[-1] + reach] + [i for i in empty if i > holding[-1]])
+        hi = min([session.image.shape[axis] - 1, holding[-1] + reach] + [i for i in empty if i > holding[-1]])
         size, a, b = max((b - a, a, b) for a, b in _stretches(lo, hi, [a.plane.index for a in on_axis]))
         if size < 2:
             return None
-        return Plane(self.axis, int((a + b) // 2))
+        return Plane(axis, int((a + b) // 2))
 
 
 class CrossRecommender:
@@ -128,7 +127,10 @@ class CrossRecommender:
     over a long stretch near a tip. Chosen on the TRAINING manifest with perfect slices and the image
     prior (DSC after six slices, its two halves): 0.844 / 0.838 when bisecting the unannotated
     stretch that holds most mask voxels, 0.860 / 0.859 with this rule (distances not squared: 0.847 /
-    0.846; keeping 2 slices clear of accepted planes: 0.851 / 0.852); equal up to the third slice."""
+    0.846; keeping 2 slices clear of accepted planes: 0.851 / 0.852); equal up to the third slice.
+
+    On a thick-slice scan only its slice axis is drawn on (`geometry.drawable_axes`): no cross, and the
+    extent is searched with the gap rule when the farthest-slice rule finds nothing."""
 
     def __init__(self, unsure_first: bool = False):
         """unsure_first: after the cross, weigh the voxels the 3D step is unsure of (confidence below
@@ -157,7 +159,13 @@ class CrossRecommender:
             if plane is not None:
                 return plane
         on_drawable = [np.full(n, axis in drawable) for axis, n in enumerate(session.mask3d.shape)]
-        return self._farthest(session, session.mask3d, on_drawable)
+        plane = self._farthest(session, session.mask3d, on_drawable)
+        if plane is None and len(drawable) < 3:
+            # A thick-slice scan has no cross to show the target's extent, and a prior that did not
+            # reach past the accepted slices leaves nothing to score: search the extent along the slice
+            # axis instead (the gap rule: beyond the outermost accepted slices, then the largest gap).
+            plane = GapRecommender(axis=drawable[0]).recommend(session)
+        return plane
 
     @staticmethod
     def _farthest(session, voxels, allowed=None):

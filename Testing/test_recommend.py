@@ -117,3 +117,29 @@ def test_recommendations_stay_on_the_slice_axis_of_a_thick_scan(toy_predictors):
     isotropic.begin_slice(Plane(0, 8))
     isotropic.accept_slice(mask=ball[8])
     assert isotropic.recommend().axis == 1
+
+
+def test_on_a_thick_scan_a_prior_stuck_on_its_slice_searches_the_extent(toy_predictors):
+    """When the 3D result lies only on the accepted slice (nothing for the farthest-slice rule), a thick
+    scan's next slice is the gap rule's: a neighbour along the slice axis, never the end of the loop."""
+    from SliceAndConquerLib.classic import CrossRecommender
+    from SliceAndConquerLib.session import Prediction3D
+
+    class OnlyAccepted:
+        name = "only-accepted"
+
+        def predict(self, image, spacing, previous, accepted):
+            mask = np.zeros(image.shape, bool)
+            for entry in accepted:
+                mask[entry.plane.where] = entry.mask
+            return Prediction3D(mask)
+
+    from conftest import make_sphere
+
+    spacing = (5.0, 1.0, 1.0)
+    ball = make_sphere((16, 48, 48), radius=16.0, spacing=spacing)
+    session = Session(ball.astype(np.float32), spacing, toy_predictors[0], OnlyAccepted(), CrossRecommender())
+    session.begin_slice(Plane(0, 8))
+    session.accept_slice(mask=ball[8])
+    plane = session.recommend()
+    assert plane is not None and plane.axis == 0 and plane.index != 8 and abs(plane.index - 8) <= 4
