@@ -93,11 +93,14 @@ if shipped("f2d") is not None and shipped("f3d") is not None:
     PIPELINES["snc-nopost"] = (snc_nopost_session, "snc without the TV-L1 alignment (ablation)")
     PIPELINES["snc-random-next"] = (snc_random_next_session, "snc with a random valid next slice (ablation)")
 
-# Measured on the validation manifest (README, Benchmarks), mean DSC after six slices: f2d-sweep 0.779,
-# f2d-prior 0.756, snc 0.712, f2d-fbs 0.657; f2d-sweep leads f2d-prior at every iteration (by
-# 0.016-0.030) with as many clicks, at about 1.5 s per accept on a 256x256x128 volume (results/speed.json).
-# So f2d-sweep is the default; the others stay available by name.
-PREFERENCE = ("f2d-sweep", "f2d-prior", "f2d-fbs", "snc", "grabcut-fbs")
+# Chosen on the macro mean over the groups of the grouped validation manifest (README, Benchmarks;
+# results/val_pipelines.json, results/val_sweep.json), mean DSC after 1..6 slices:
+#   f2d-prior 0.448/0.615/0.686/0.724/0.748/0.767 (AUC 0.676, NSD@6 0.614), under a second per accept;
+#   f2d-sweep 0.454/0.612/0.678/0.715/0.749/0.756 (AUC 0.672, NSD@6 0.606), 5-10x slower.
+# The sweep leads on CT organs (0.786 against 0.749 after six) and small targets (0.863 / 0.861); the
+# prior on the concave phantom (0.714 / 0.631), thick-slice scans (0.733 / 0.729) and brain regions
+# (0.777 / 0.771). So f2d-prior is the default; the others stay available by name.
+PREFERENCE = ("f2d-prior", "f2d-sweep", "f2d-fbs", "snc", "grabcut-fbs")
 
 
 def best_pipeline() -> tuple[str, Callable, str]:
