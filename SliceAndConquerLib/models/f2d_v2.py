@@ -132,6 +132,18 @@ class F2DV2(nn.Module):
     def _up(self, x, like):
         return F.interpolate(x, size=like.shape[2:], mode=self.interpolation, align_corners=False)
 
+    def fold_batchnorm(self) -> "F2DV2":
+        """Every frozen BN folded into its conv (in place): the same function with fewer layers, for
+        CPU inference or before the f3D conversion. The stem's BN acts on image conv + guidance conv,
+        so its scale goes into both."""
+        stem = self.encoder.features[0]
+        if isinstance(stem[1], FrozenBatchNorm):
+            scale, _ = stem[1].scale_shift()
+            with torch.no_grad():
+                self.guide_conv.weight.mul_(scale.view(-1, 1, 1, 1))
+        fold_batchnorm(self)
+        return self
+
     def encode(self, image, guidance):
         """Encoder features at strides 2, 4, 8, 16, 32."""
         features = self.encoder.features
@@ -176,7 +188,7 @@ def init_from_imagenet(model: F2DV2, state: dict | None = None) -> F2DV2:
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """Fold every FrozenBatchNorm that follows a conv into that conv (in place, for inference or the
-    f3D conversion); the BN becomes an identity."""
+    f3D conversion); the BN becomes an identity. For an F2DV2 use its method (the stem's guidance)."""
     for module in model.modules():
         if not isinstance(module, nn.Sequential):
             continue

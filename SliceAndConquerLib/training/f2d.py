@@ -166,6 +166,12 @@ def _one_thread(_worker):
 def train(args) -> Path:
     if not 0.0 <= args.loop_starts <= 0.8:  # 0.2 of the samples already start from a mild corruption
         raise InputError(f"--loop-starts {args.loop_starts} is outside 0..0.8")
+    arch_name = getattr(args, "arch", "v1")
+    imagenet = None
+    if arch_name == "v2" and not args.init and not getattr(args, "no_pretrained", False):
+        from ..models.pretrained import load_pretrained
+
+        imagenet = load_pretrained("mobilenet_v2")  # before the volumes: a missing file fails fast
     device, ddp = setup(args)
     seed = args.seed + 1000 * ddp.rank
     streams = {"clicks": np.random.default_rng(seed), "start": 0}
@@ -202,7 +208,6 @@ def train(args) -> Path:
         streams["start"] = at_step
         sampler.rng = np.random.default_rng([seed, at_step, 1])
 
-    arch_name = getattr(args, "arch", "v1")
     arch = {"width": args.width} if arch_name == "v1" else {"name": "v2"}
     start = None
     if args.init:  # fine-tuning: the trained network's own architecture and weights
@@ -213,10 +218,10 @@ def train(args) -> Path:
         start = {"weights": str(args.init), "sha256": sha256(args.init)}
     else:
         model = build_f2d(arch)
-        if arch.get("name") == "v2" and not getattr(args, "no_pretrained", False):
+        if imagenet is not None:
             from ..models.pretrained import PRETRAINED, pretrained_path
 
-            init_from_imagenet(model)  # a clear error naming the file and `snc models fetch` if absent
+            init_from_imagenet(model, imagenet)
             item = PRETRAINED["mobilenet_v2"]
             start = {"encoder": f"ImageNet MobileNetV2 ({item.filename} from {item.requirement})",
                      "sha256": item.sha256, "path": str(pretrained_path())}
