@@ -31,7 +31,7 @@ MIN_AREA = 12
 class EngineSettings:
     thick_mm: tuple = (2.0, 8.0)          # slab thickness of thick-slice reconstructions
     thick_prob: float = 0.35              # share of label-synthesised slices that are thick
-    elastic_px: tuple = (0.0, 6.0)        # displacement amplitude of the label deformation
+    elastic_px: tuple = (0.0, 6.0)        # displacement amplitude (sd, px; at most 0.25 x the smoothness)
     elastic_smooth: tuple = (6.0, 16.0)   # its smoothness (Gaussian sigma, pixels)
     blur_px: tuple = (0.0, 1.5)
     noise: tuple = (0.0, 0.06)
@@ -64,6 +64,7 @@ def _elastic(labels2d_stack, rng, s: EngineSettings):
     if amplitude < 0.5:
         return labels2d_stack
     sigma = rng.uniform(*s.elastic_smooth)
+    amplitude = min(amplitude, 0.25 * sigma)  # displacement gradients well below 1: no folding
     dy, dx = (_smooth_noise(shape, sigma, rng) * amplitude for _ in range(2))
     yy, xx = np.mgrid[: shape[0], : shape[1]].astype(np.float32)
     map_x, map_y = (xx + dx).astype(np.float32), (yy + dy).astype(np.float32)
