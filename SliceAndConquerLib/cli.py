@@ -116,6 +116,14 @@ def _benchmark_f2d(args):
             "baseline_grabcut": {k: base[k] for k in ("noc85", "noc90", "fail_rate90", "dice_at")} if base else None,
             "first_click": predictor.first_click,
             "manifest": str(args.manifest), "command": command})
+    if "macro" in result:
+        d = result["macro"]["dice_at"]
+        print(f"macro over groups: NoC@90 {result['macro']['noc90']:.2f}  DSC@1/3/5 {d['1']:.3f}/{d['3']:.3f}/"
+              f"{d['5']:.3f}")
+    if "thick_planes" in result:
+        d = result["thick_planes"]["dice_at"]
+        print(f"thick planes: NoC@90 {result['thick_planes']['noc90']:.2f}  DSC@1/3/5 {d['1']:.3f}/{d['3']:.3f}/"
+              f"{d['5']:.3f} ({result['thick_planes']['slices']} slices)")
     base = result.get("baseline")
     print(f"f2D      NoC@85 {result['noc85']:.2f}  NoC@90 {result['noc90']:.2f}  fail@90 {result['fail_rate90']:.3f}  "
           f"DSC@1/3/5 {result['dice_at']['1']:.3f}/{result['dice_at']['3']:.3f}/{result['dice_at']['5']:.3f}  "

@@ -72,8 +72,21 @@ def latency_ms(predictor, size: int, repeats: int = 15) -> float:
     return round(1000 * statistics.median(times), 2)
 
 
+def _groups(manifest) -> dict:
+    """Case name -> the manifest's optional "group" of that case."""
+    import json
+    from pathlib import Path
+
+    try:
+        return {c["name"]: c.get("group") for c in json.loads(Path(manifest).read_text())["cases"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
 def benchmark(manifest, predictor, max_clicks=20, limit=None, progress=True, device="cpu", baseline=True) -> dict:
     cases = read_manifest(manifest)[:limit]
+    groups = _groups(manifest)
+    details = []
     baseline = GrabCut2D() if baseline else None
     curves, sources = {"model": [], "baseline": []}, []
     image_cache = {}
@@ -93,12 +106,35 @@ def benchmark(manifest, predictor, max_clicks=20, limit=None, progress=True, dev
                     continue
                 curves[key].append(click_curve(method, take(image), take(truth), spacing2d, max_clicks))
             sources.append(source_of(case.name))
+            thick = max(spacing2d) >= 2 * min(spacing2d)
+            details.append({"name": case.name, "axis": axis, "group": groups.get(case.name), "thick": thick,
+                            "iou": [round(v, 4) for v in curves["model"][-1][0]],
+                            "dice": [round(v, 4) for v in curves["model"][-1][1]]})
     result = summarize_curves(curves["model"], max_clicks)
     # Where the model is weak: per data source (e.g. CT organs against atlas regions).
     result["by_source"] = {}
     for source in sorted(set(sources)):
         part = summarize_curves([c for c, s in zip(curves["model"], sources) if s == source], max_clicks)
         result["by_source"][source] = {k: part[k] for k in ("noc90", "fail_rate90", "dice_at", "slices")}
+    # Per validation group (the manifest's "group" key) and their macro mean, when the manifest has them.
+    keep = ("noc90", "fail_rate90", "dice_at", "slices")
+    named = sorted({d["group"] for d in details if d["group"]})
+    if named:
+        result["by_group"] = {}
+        for group in named:
+            part = summarize_curves([c for c, d in zip(curves["model"], details) if d["group"] == group], max_clicks)
+            result["by_group"][group] = {k: part[k] for k in keep}
+        parts = list(result["by_group"].values())
+        result["macro"] = {"noc90": round(float(np.mean([p["noc90"] for p in parts])), 3),
+                           "fail_rate90": round(float(np.mean([p["fail_rate90"] for p in parts])), 4),
+                           "dice_at": {k: round(float(np.mean([p["dice_at"][k] for p in parts])), 4)
+                                       for k in parts[0]["dice_at"]}}
+    # Planes through a thick axis (pixels at least twice as long one way): their cost shown apart.
+    thick = [c for c, d in zip(curves["model"], details) if d["thick"]]
+    if thick:
+        part = summarize_curves(thick, max_clicks)
+        result["thick_planes"] = {k: part[k] for k in keep}
+    result["per_slice"] = details
     result["latency_ms"] = {str(s): latency_ms(predictor, s) for s in (256, 512)}
     result["threads"] = torch.get_num_threads()
     result["device"] = device
