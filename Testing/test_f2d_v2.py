@@ -333,3 +333,27 @@ def test_v2_trains_from_scratch_with_the_engine_and_resumes(tmp_path):
     card = json.loads((tmp_path / "run" / "f2d.json").read_text())
     assert card["steps"] == 2 and card["data"]["mix"]["real"] == 0.5 and card["first_click"] == "coarse-to-fine"
     assert isinstance(load_f2d(tmp_path / "run" / "f2d.pt", "cpu").model, F2DV2)
+
+
+def test_benchmark_reports_groups_their_macro_mean_and_thick_planes(tmp_path):
+    import SimpleITK as sitk
+
+    from SliceAndConquerLib.evaluation.benchmark_f2d import benchmark
+
+    label = make_sphere((12, 40, 40), radius=10, spacing=(3.0, 1.0, 1.0)).astype(np.uint8)
+    image = (np.random.default_rng(0).normal(0, 5, label.shape) + 100 * label).astype(np.float32)
+    for name, array in (("img.nrrd", image), ("lab.nrrd", label)):
+        volume = sitk.GetImageFromArray(array)
+        volume.SetSpacing((1.0, 1.0, 3.0))  # x, y, z: 3 mm slices
+        sitk.WriteImage(volume, str(tmp_path / name))
+    case = {"image": "img.nrrd", "label": "lab.nrrd", "value": 1}
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps({"cases": [dict(case, name="a/1", group="organ"),
+                                              dict(case, name="b/1", group="thick")]}))
+    torch.manual_seed(0)
+    result = benchmark(manifest, Network2D(F2D(width=8), "cpu"), max_clicks=3, progress=False, baseline=False)
+    assert set(result["by_group"]) == {"organ", "thick"} and "baseline" not in result
+    assert result["macro"]["dice_at"]["1"] == pytest.approx(np.mean([g["dice_at"]["1"] for g in
+                                                                     result["by_group"].values()]), abs=1e-3)
+    assert result["thick_planes"]["slices"] == 4  # the two planes through the 3 mm axis of each case
+    assert len(result["per_slice"]) == 6 and all(len(s["dice"]) == 3 for s in result["per_slice"])
