@@ -226,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     f2d.add_argument("--no-pretrained", action="store_true", help="v2 from random weights (ablation)")
     f2d.add_argument("--encoder-lr", type=float, help="v2: the encoder's learning rate as a fraction of "
                      "--lr (default 0.1 when pretrained, 1 otherwise)")
+    f2d.add_argument("--first-click", choices=["fixed", "coarse-to-fine"], default="fixed", help="first-click "
+                     "rule stored with the weights (models/predictor2d.py; default fixed: coarse-to-fine did "
+                     "not help the 90-minute CPU v2 on training slices)")
     f2d.add_argument("--width", type=int, default=16, help="v1 network width (channels at 1/2 resolution)")
     f2d.add_argument("--init", type=Path, help="fine-tune: start from these trained f2D weights (their "
                      "width; checksum verified) instead of a fresh network")

@@ -327,7 +327,7 @@ def test_v2_trains_from_scratch_with_the_engine_and_resumes(tmp_path):
 
     manifest = _tiny_manifest(tmp_path)
     args = ["train", "f2d", "--arch", "v2", "--no-pretrained", "--engine", "--manifest", str(manifest),
-            "--out", str(tmp_path / "run"), "--batch", "2", "--threads", "1"]
+            "--out", str(tmp_path / "run"), "--batch", "2", "--threads", "1", "--first-click", "coarse-to-fine"]
     assert main(args + ["--steps", "1"]) == 0
     assert main(args + ["--steps", "2", "--resume"]) == 0
     card = json.loads((tmp_path / "run" / "f2d.json").read_text())

@@ -238,7 +238,7 @@ def train(args) -> Path:
     else:
         param_groups, encoder_lr = None, None
         description = f"F2D(width={arch['width']}), input {INPUT_SIZE}x{INPUT_SIZE}"
-    first_click = "coarse-to-fine" if v2 else "fixed"
+    first_click = getattr(args, "first_click", None) or "fixed"  # the rule stored with the weights
     job = Job("f2d", model, {"arch": arch, "input_size": INPUT_SIZE, "first_click": first_click}, step, reseed, {
         "architecture": description,
         "first_click": first_click,
