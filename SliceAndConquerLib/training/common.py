@@ -122,6 +122,7 @@ class Job:
     step: Callable                   # (net, optimizer, progress) -> (loss, IoU, samples)
     reseed: Callable                 # (step) -> None: fresh random streams after a resume
     card: dict                       # model card fields: data, recipe details
+    param_groups: list | None = None  # optimizer groups, each with an "lr_scale" on the schedule's lr
 
 
 def run(args, job: Job, device, ddp: Distributed) -> Path:
@@ -129,7 +130,9 @@ def run(args, job: Job, device, ddp: Distributed) -> Path:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model = job.model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    groups = job.param_groups or [{"params": list(model.parameters()), "lr_scale": 1.0}]
+    optimizer = torch.optim.AdamW([dict(g, lr=args.lr * g["lr_scale"]) for g in groups], lr=args.lr,
+                                  weight_decay=1e-4)
     step, elapsed, history = 0, 0.0, []
     checkpoint = out / "checkpoint.pt"
     if args.resume and checkpoint.exists():
@@ -155,7 +158,7 @@ def run(args, job: Job, device, ddp: Distributed) -> Path:
         if progress >= 1.0:
             break
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(args.lr, progress)
+            group["lr"] = learning_rate(args.lr, progress) * group.get("lr_scale", 1.0)
         started = time.perf_counter()
         loss, iou, samples = job.step(net, optimizer, progress)
         recent.append((loss, iou, samples / (time.perf_counter() - started)))

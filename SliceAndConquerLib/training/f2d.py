@@ -18,11 +18,12 @@ from scipy import ndimage
 
 from ..clicks import Click, disk_maps, next_click
 from ..errors import InputError
-from ..models.f2d import F2D, INPUT_SIZE
+from ..models.f2d import INPUT_SIZE
+from ..models.f2d_v2 import build_f2d, init_from_imagenet
 from ..models.weights import load_state, sha256
 from .common import RESTART_AT, Job, run, setup
 from .losses import batch_iou, normalized_focal_loss
-from .sampler import SliceSampler, TrainingVolumes
+from .sampler import ENGINE_MIX, SliceSampler, TrainingVolumes, parse_mix
 
 
 def _random_clicks(mask, rng, count):
@@ -139,14 +140,14 @@ class WorkerBatches(torch.utils.data.IterableDataset):
     (seed, step of the (re)start, worker); `curriculum` is a shared flag the training loop sets."""
 
     def __init__(self, volumes: TrainingVolumes, batch: int, seed: int, start_step: int, curriculum,
-                 loop_starts: float = 0.0):
+                 loop_starts: float = 0.0, mix: dict | None = None):
         self.volumes, self.batch, self.seed, self.start_step = volumes, batch, seed, start_step
-        self.curriculum, self.loop_starts = curriculum, loop_starts
+        self.curriculum, self.loop_starts, self.mix = curriculum, loop_starts, mix
 
     def __iter__(self):
         worker = torch.utils.data.get_worker_info()
         streams = [self.seed, self.start_step, worker.id if worker else 0]
-        sampler = SliceSampler(None, seed=streams + [1], volumes=self.volumes)
+        sampler = SliceSampler(None, seed=streams + [1], volumes=self.volumes, mix=self.mix)
         rng = np.random.default_rng(streams)
         while True:
             yield make_batch([sampler.sample() for _ in range(self.batch)], rng, bool(self.curriculum.value),
@@ -165,12 +166,20 @@ def _one_thread(_worker):
 def train(args) -> Path:
     if not 0.0 <= args.loop_starts <= 0.8:  # 0.2 of the samples already start from a mild corruption
         raise InputError(f"--loop-starts {args.loop_starts} is outside 0..0.8")
+    arch_name = getattr(args, "arch", "v1")
+    imagenet = None
+    if arch_name == "v2" and not args.init and not getattr(args, "no_pretrained", False):
+        from ..models.pretrained import load_pretrained
+
+        imagenet = load_pretrained("mobilenet_v2")  # before the volumes: a missing file fails fast
     device, ddp = setup(args)
     seed = args.seed + 1000 * ddp.rank
     streams = {"clicks": np.random.default_rng(seed), "start": 0}
     oversample = dict(args.oversample or [])
     volumes = TrainingVolumes(args.manifest, oversample)
-    sampler = SliceSampler(None, seed=seed, volumes=volumes)
+    mix = parse_mix(args.mix) if getattr(args, "mix", None) else (ENGINE_MIX if getattr(args, "engine", False)
+                                                                  else None)
+    sampler = SliceSampler(None, seed=seed, volumes=volumes, mix=mix)
 
     def next_batch(curriculum):
         if not args.workers:
@@ -181,7 +190,7 @@ def train(args) -> Path:
             spawn = torch.multiprocessing.get_context("spawn")
             streams["curriculum"] = spawn.Value("b", curriculum)
             batches = WorkerBatches(volumes, args.batch, seed, streams["start"], streams["curriculum"],
-                                    args.loop_starts)
+                                    args.loop_starts, mix)
             streams["loader"] = iter(torch.utils.data.DataLoader(
                 batches, batch_size=None, num_workers=args.workers, collate_fn=_as_is,
                 worker_init_fn=_one_thread, prefetch_factor=4, multiprocessing_context=spawn))
@@ -199,27 +208,55 @@ def train(args) -> Path:
         streams["start"] = at_step
         sampler.rng = np.random.default_rng([seed, at_step, 1])
 
-    arch = {"width": args.width}
-    model = F2D(**arch)
+    arch = {"width": args.width} if arch_name == "v1" else {"name": "v2"}
     start = None
     if args.init:  # fine-tuning: the trained network's own architecture and weights
         saved = load_state(args.init)
         arch = saved["config"].get("arch", arch)
-        model = F2D(**arch)
+        model = build_f2d(arch)
         model.load_state_dict(saved["state_dict"])
         start = {"weights": str(args.init), "sha256": sha256(args.init)}
-    job = Job("f2d", model, {"arch": arch, "input_size": INPUT_SIZE}, step, reseed, {
-        "architecture": f"F2D(width={arch['width']}), input {INPUT_SIZE}x{INPUT_SIZE}",
+    else:
+        model = build_f2d(arch)
+        if imagenet is not None:
+            from ..models.pretrained import PRETRAINED, pretrained_path
+
+            init_from_imagenet(model, imagenet)
+            item = PRETRAINED["mobilenet_v2"]
+            start = {"encoder": f"ImageNet MobileNetV2 ({item.filename} from {item.requirement})",
+                     "sha256": item.sha256, "path": str(pretrained_path())}
+    v2 = arch.get("name") == "v2"
+    if v2:
+        from ..models.f2d_v2 import F2DV2
+
+        backbone = set(model.encoder.parameters())
+        encoder_lr = args.encoder_lr if args.encoder_lr is not None else (0.1 if start else 1.0)
+        param_groups = [{"params": [p for p in model.parameters() if p in backbone], "lr_scale": encoder_lr},
+                        {"params": [p for p in model.parameters() if p not in backbone], "lr_scale": 1.0}]
+        description = (f"F2DV2(width={F2DV2().laterals[0].out_channels}): MobileNetV2 encoder (frozen BN), "
+                       f"Conv1S guidance, FPN decoder, 1/2-resolution refinement; input {INPUT_SIZE}x{INPUT_SIZE}")
+    else:
+        param_groups, encoder_lr = None, None
+        description = f"F2D(width={arch['width']}), input {INPUT_SIZE}x{INPUT_SIZE}"
+    first_click = getattr(args, "first_click", None) or "fixed"  # the rule stored with the weights
+    job = Job("f2d", model, {"arch": arch, "input_size": INPUT_SIZE, "first_click": first_click}, step, reseed, {
+        "architecture": description,
+        "first_click": first_click,
         "init": start,
         "data": {"manifest": str(args.manifest), "targets": len(sampler.targets),
                  "split": "train.json of `snc data fetch` (validation subjects ts-ct and colin27 excluded)",
-                 "synthetic_fraction": sampler.synthetic_fraction},
+                 "synthetic_fraction": round(sampler.synthetic_fraction, 4),
+                 "mix": {k: round(v, 4) for k, v in sampler.mix.items()},
+                 "engine": "training/synth.py: labels = SynthSeg-style images from the training label maps, "
+                           "lesion = blobs 5-50 mm painted into real training slices, thick = 2-8 mm slab "
+                           "reconstructions of real training volumes, blobs = random shapes"
+                           if mix else None},
         "recipe": {"loss": "normalized focal loss", "optimizer": "AdamW", "lr": args.lr,
                    "schedule": f"cosine, warm restart at {RESTART_AT:.2f} of the run, curriculum after it",
                    "batch": args.batch, "seed": args.seed, "data_workers": args.workers,
                    "iterative_training": "0..3 simulated error clicks (0..2 after the restart), prediction fed back",
                    "previous_mask": f"0.2 mildly corrupted ground truth, {args.loop_starts} prior-like, "
                                     "else empty",
-                   "oversample": oversample},
-    })
+                   "oversample": oversample, "encoder_lr_scale": encoder_lr},
+    }, param_groups=param_groups)
     return run(args, job, device, ddp)

@@ -18,6 +18,7 @@ from scipy import ndimage
 
 from ..clicks import next_click
 from ..geometry import bounding_box
+from ..errors import InputError
 from ..models.f2d import F2D
 from ..models.f3d import F3D
 from ..models.predictor2d import load_f2d
@@ -91,6 +92,9 @@ def build_model(args) -> F3D:
     if args.no_transfer or not args.init_2d:
         return F3D(args.width, mask_attention=not args.no_mask_attention)
     saved = load_state(args.init_2d)
+    if saved["config"]["arch"].get("name", "v1") != "v1":
+        raise InputError(f"{args.init_2d}: f3D transfer is implemented for f2D v1 weights only; pass "
+                         "--no-transfer or v1 weights")
     f2d = F2D(**saved["config"]["arch"])
     f2d.load_state_dict(saved["state_dict"])
     return F3D.from_f2d(f2d, mask_attention=not args.no_mask_attention)

@@ -54,6 +54,7 @@ class TrainingVolumes:
         self.spacings, self.labels = spacings, labels
         self.images = [normalize(image) for image in raw_images]
         self.targets: list[Target] = []
+        self.sources: list[str] = []
         draw = []
         for name, image_id, label_id, value in cases:
             label = labels[label_id]
@@ -67,6 +68,7 @@ class TrainingVolumes:
             source = source_of(name)
             frequency, weight = SOURCE_WEIGHTS.get(source, (1.0, 1.0))
             self.targets.append(Target(image_id, label_id, value, weight, slices))
+            self.sources.append(source)
             draw.append(frequency * oversample.get(source, 1.0))
         if not self.targets:
             raise ValueError(f"{source}: no usable training targets")
@@ -132,12 +134,88 @@ def _compact(array: np.ndarray) -> np.ndarray:
     return array
 
 
+# The data engine's mix (`snc train f2d --engine`): shares of the generators in training/synth.py
+# beside real slices ("real") and the random blobs below ("blobs"). Real images keep most of it:
+# real + lesions painted into real slices + thick reconstructions of real volumes = 0.72.
+ENGINE_MIX = {"real": 0.5, "labels": 0.2, "lesion": 0.12, "thick": 0.1, "blobs": 0.08}
+# Modalities with a body to paint lesions into (not microscopy).
+LESION_SOURCES_EXCLUDED = ("nuclei",)
+
+
+def parse_mix(text: str) -> dict:
+    """"real=0.5,labels=0.2,..." -> normalised shares (unknown names are an error)."""
+    mix = {}
+    for part in text.split(","):
+        name, _, share = part.partition("=")
+        name = name.strip()
+        if name not in ENGINE_MIX:
+            raise InputError(f"--mix: unknown part {name!r} (known: {', '.join(ENGINE_MIX)})")
+        try:
+            mix[name] = float(share)
+        except ValueError:
+            raise InputError(f"--mix: {part!r} is not NAME=SHARE") from None
+    total = sum(mix.values())
+    if total <= 0 or min(mix.values()) < 0:
+        raise InputError(f"--mix {text!r}: shares must be >= 0 and not all 0")
+    return {k: v / total for k, v in mix.items()}
+
+
 class SliceSampler:
-    def __init__(self, manifest, seed: int = 0, synthetic_fraction: float = 0.15, volumes=None):
+    def __init__(self, manifest, seed: int = 0, synthetic_fraction: float = 0.15, volumes=None,
+                 mix: dict | None = None):
+        """`mix`: shares of the sources (ENGINE_MIX names); None: real slices and
+        `synthetic_fraction` random blobs, as before the data engine."""
         self.rng = np.random.default_rng(seed)
-        self.synthetic_fraction = synthetic_fraction
         self.volumes = volumes or TrainingVolumes(manifest)
         self.targets = self.volumes.targets
+        self.mix = dict(mix) if mix else {"real": 1 - synthetic_fraction, "blobs": synthetic_fraction}
+        self.synthetic_fraction = 1 - self.mix.get("real", 0.0)
+        self._names = list(self.mix)
+        self._shares = np.asarray([self.mix[n] for n in self._names]) / sum(self.mix.values())
+        self._sources = {"real": self._real, "blobs": self._synthetic, "labels": self._from_labels,
+                         "lesion": self._lesion, "thick": self._thick}
+
+    def _pick_slice(self, number=None):
+        """(target number, target, axis, slice index) of a target with enough area there."""
+        v = self.volumes
+        number = int(self.rng.choice(len(v.targets), p=v.draw)) if number is None else number
+        target = v.targets[number]
+        axis = int(self.rng.choice([a for a in range(3) if len(target.slices[a])]))
+        index = int(self.rng.choice(target.slices[axis]))
+        return number, target, axis, index
+
+    def _from_labels(self):
+        """SynthSeg-style: any training target, its label map's other labels as the scene."""
+        from .synth import synth_from_labels
+
+        v = self.volumes
+        _, target, axis, index = self._pick_slice(int(self.rng.integers(len(v.targets))))
+        image, mask, spacing = synth_from_labels(v.labels[target.label], v.spacings[target.image],
+                                                 target.value, axis, index, self.rng)
+        return image, mask, spacing, 1.0
+
+    def _lesion(self):
+        from .synth import synth_lesion
+
+        v = self.volumes
+        for _ in range(10):
+            number, target, axis, index = self._pick_slice()
+            if v.sources[number] in LESION_SOURCES_EXCLUDED:
+                continue
+            spacing = tuple(s for a, s in enumerate(v.spacings[target.image]) if a != axis)
+            made = synth_lesion(np.take(v.images[target.image], index, axis=axis), spacing, self.rng)
+            if made is not None:
+                return made + (1.0,)
+        return self._real()
+
+    def _thick(self):
+        from .synth import thick_slab
+
+        v = self.volumes
+        _, target, axis, index = self._pick_slice()
+        image, mask, spacing = thick_slab(v.images[target.image], v.labels[target.label], target.value,
+                                          v.spacings[target.image], axis, index, self.rng)
+        return image, mask, spacing, target.weight
 
     def _real(self):
         v = self.volumes
@@ -166,8 +244,10 @@ class SliceSampler:
     def sample(self):
         """(image [S, S] float32, mask [S, S] bool, loss weight) at network resolution."""
         while True:
-            source = self._synthetic if self.rng.random() < self.synthetic_fraction else self._real
+            source = self._sources[self._names[self.rng.choice(len(self._names), p=self._shares)]]
             image, mask, spacing, weight = source()
+            if mask.sum() < MIN_AREA:
+                continue
             window = self._window(mask, spacing)
             crop_image = window.crop(image, INPUT_SIZE)
             crop_mask = window.crop(mask.astype(np.float32), INPUT_SIZE) > 0.5
