@@ -26,6 +26,8 @@ demo: $(STAMP)
 	@$(VENV)/bin/snc demo --out demo_output
 
 test: $(STAMP)
+	@# The ImageNet encoder file that the f2D v2 tests load (cached; instant once fetched).
+	@$(VENV)/bin/snc models fetch > /dev/null
 	@$(PY) -m pytest
 
 fetch: $(STAMP)
