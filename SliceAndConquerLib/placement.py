@@ -144,11 +144,7 @@ class ClickPlacement:
             self._rearm_pending = True
             self.schedule(self._rearm)
         except Exception as error:  # an observer cannot raise: VTK would print and swallow it
-            logging.exception("SliceAndConquer: re-arming place mode failed")
-            self.off_reason = f"clicks are off (re-arming failed: {error}); press p or n"
-            if self.on_error is not None:
-                self.on_error(f"Re-arming click placement failed: {error}", error)
-            self._changed()
+            self._rearm_failed(error)
 
     def _rearm(self):
         self._rearm_pending = False
@@ -157,11 +153,15 @@ class ClickPlacement:
                 self.rearm_count += 1
                 self.arm()
         except Exception as error:
-            logging.exception("SliceAndConquer: re-arming place mode failed")
-            self.off_reason = f"clicks are off (re-arming failed: {error}); press p or n"
-            if self.on_error is not None:
-                self.on_error(f"Re-arming click placement failed: {error}", error)
-            self._changed()
+            self._rearm_failed(error)
+
+    def _rearm_failed(self, error):
+        """Clicks are off: say so in the status and to the user (never raised from an observer)."""
+        logging.exception("SliceAndConquer: re-arming place mode failed")
+        self.off_reason = f"clicks are off (re-arming failed: {error}); press p or n"
+        if self.on_error is not None:
+            self.on_error(f"Re-arming click placement failed: {error}", error)
+        self._changed()
 
     def _changed(self):
         if self.on_change is not None:

@@ -50,25 +50,32 @@ def _parameter_node_wrapper(cls):
     return cls
 
 
-@pytest.fixture
-def module(monkeypatch, slicer_scene):  # noqa: F811
+def load_module_file(monkeypatch, qt, widget_class):
+    """The module file imported as Slicer would, with stand-ins only for Qt and the Qt-bound parts of
+    slicer (`qt` the stand-in qt module, `widget_class` the ScriptedLoadableModuleWidget base)."""
     stand_ins = {
-        "qt": types.ModuleType("qt"),
+        "qt": qt,
         "slicer.i18n": types.SimpleNamespace(tr=lambda text: text, translate=lambda context, text: text),
         "slicer.parameterNodeWrapper": types.SimpleNamespace(Choice=lambda choices: choices,
                                                              parameterNodeWrapper=_parameter_node_wrapper),
         "slicer.ScriptedLoadableModule": types.SimpleNamespace(
-            ScriptedLoadableModule=_StandInModule, ScriptedLoadableModuleWidget=_StandInWidget,
+            ScriptedLoadableModule=_StandInModule, ScriptedLoadableModuleWidget=widget_class,
             ScriptedLoadableModuleLogic=_StandInLogic, ScriptedLoadableModuleTest=_StandInTest),
     }
     for name, stand_in in stand_ins.items():
         monkeypatch.setitem(sys.modules, name, stand_in)
-    monkeypatch.setattr(slicer, "app", types.SimpleNamespace(testingEnabled=lambda: True), raising=False)
     monkeypatch.setattr(sys, "path", list(sys.path))  # the module may add the clone root
     monkeypatch.delitem(sys.modules, "SliceAndConquer", raising=False)
     spec = importlib.util.spec_from_file_location("SliceAndConquer", MODULE_FILE)
     loaded = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(loaded)
+    return loaded
+
+
+@pytest.fixture
+def module(monkeypatch, slicer_scene):  # noqa: F811
+    monkeypatch.setattr(slicer, "app", types.SimpleNamespace(testingEnabled=lambda: True), raising=False)
+    loaded = load_module_file(monkeypatch, types.ModuleType("qt"), _StandInWidget)
     _StandInTest.displayed = []
     return loaded
 

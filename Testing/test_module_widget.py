@@ -1,8 +1,6 @@
 """The module widget's wiring of clicks and the background accept (SliceAndConquer/SliceAndConquer.py), on
 slicer-core's scene with the real Lib logic. Qt is a stand-in that records what the widget asks of it (a
 zero-delay timer, cursors, the status label), as in test_module_selftest.py; the MRML side is real."""
-import importlib.util
-import pathlib
 import sys
 import types
 
@@ -13,10 +11,9 @@ import vtk
 
 from SliceAndConquerLib.errors import InputError
 from SliceAndConquerLib.slicer_logic import SliceAndConquerLogic
-from test_module_selftest import _parameter_node_wrapper, _StandInLogic, _StandInModule, _StandInTest
+from test_module_selftest import load_module_file
 from test_slicer_logic import CENTRE, Scene, toy_factory, world  # noqa: F401
 
-MODULE_FILE = pathlib.Path(__file__).resolve().parents[1] / "SliceAndConquer" / "SliceAndConquer.py"
 
 
 class _Timers:
@@ -74,26 +71,11 @@ def widget(monkeypatch, slicer_scene, toy_factory):  # noqa: F811
     qt.QTimer = _Timers
     qt.Qt = types.SimpleNamespace(WaitCursor="wait", BusyCursor="busy")
     _Timers.pending = []
-    stand_ins = {
-        "qt": qt,
-        "slicer.i18n": types.SimpleNamespace(tr=lambda text: text, translate=lambda context, text: text),
-        "slicer.parameterNodeWrapper": types.SimpleNamespace(Choice=lambda choices: choices,
-                                                             parameterNodeWrapper=_parameter_node_wrapper),
-        "slicer.ScriptedLoadableModule": types.SimpleNamespace(
-            ScriptedLoadableModule=_StandInModule, ScriptedLoadableModuleWidget=_Widget,
-            ScriptedLoadableModuleLogic=_StandInLogic, ScriptedLoadableModuleTest=_StandInTest),
-    }
-    for name, stand_in in stand_ins.items():
-        monkeypatch.setitem(sys.modules, name, stand_in)
     app = _App()
     monkeypatch.setattr(slicer, "app", app, raising=False)
     messages = []
     monkeypatch.setattr(slicer.util, "showStatusMessage", lambda text, msec=0: messages.append(text))
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    monkeypatch.delitem(sys.modules, "SliceAndConquer", raising=False)
-    spec = importlib.util.spec_from_file_location("SliceAndConquer", MODULE_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_module_file(monkeypatch, qt, _Widget)
 
     nodes = Scene(slicer_scene)
     w = module.SliceAndConquerWidget()
