@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import cv2
 
-from .geometry import bounding_box
+from .geometry import bounding_box, drawable_axes, drawable_slices, drawing_axis
 from .session import Plane, Prediction3D
 from .shape_prior import MM_PER_NAT, beyond_support, image_prior, plane_distance_mm
 
@@ -98,8 +98,6 @@ class GapRecommender:
         self.axis = axis
 
     def recommend(self, session):
-        from .geometry import drawing_axis
-
         axis = drawing_axis(session.spacing) if self.axis is None else self.axis
         on_axis = [a for a in session.accepted if a.plane.axis == axis]
         holding = sorted(a.plane.index for a in on_axis if a.mask.any())
@@ -139,8 +137,6 @@ class CrossRecommender:
         self.unsure_first = unsure_first
 
     def recommend(self, session):
-        from .geometry import drawable_axes
-
         holding = [a for a in session.accepted if a.mask.any()]
         if not holding:
             return None
@@ -158,7 +154,7 @@ class CrossRecommender:
             plane = self._farthest(session, session.confidence < 1, allowed_slices(session))
             if plane is not None:
                 return plane
-        on_drawable = [np.full(n, axis in drawable) for axis, n in enumerate(session.mask3d.shape)]
+        on_drawable = drawable_slices(session.mask3d.shape, session.spacing)
         plane = self._farthest(session, session.mask3d, on_drawable)
         if plane is None and len(drawable) < 3:
             # A thick-slice scan has no cross to show the target's extent, and a prior that did not

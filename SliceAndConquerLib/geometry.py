@@ -76,8 +76,13 @@ def drawable_axes(spacing) -> list[int]:
     """The axes whose planes have pixels a user can draw on: less than THICK_RATIO times longer one way
     than the other (all three on a near-isotropic volume; only the slice axis of a thick-slice scan,
     whose other planes are strips a few voxels tall). Never empty: the least elongated otherwise."""
-    spacing = np.asarray(spacing, float)
-    aspect = [max(s for a, s in enumerate(spacing) if a != axis) / min(s for a, s in enumerate(spacing) if a != axis)
-              for axis in range(3)]
+    in_plane = [np.delete(np.asarray(spacing, float), axis) for axis in range(3)]  # each plane's pixel
+    aspect = [pixel.max() / pixel.min() for pixel in in_plane]
     axes = [axis for axis in range(3) if aspect[axis] < THICK_RATIO]
     return axes or [int(np.argmin(aspect))]
+
+
+def drawable_slices(shape, spacing) -> list:
+    """Per axis, a boolean array over its slices: True on the axes of `drawable_axes`."""
+    drawable = drawable_axes(spacing)
+    return [np.full(n, axis in drawable) for axis, n in enumerate(shape)]

@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .geometry import bounding_box
+
 NSD_TOLERANCE_MM = 2.0  # the CVPR 2025 interactive 3D segmentation challenge's tolerance
 
 
@@ -39,8 +41,6 @@ def normalized_surface_dice(a: np.ndarray, b: np.ndarray, spacing, tolerance_mm:
     if not a.any() or not b.any():
         return 0.0
     # Work in the box around both masks, grown by the tolerance: distances farther away do not count.
-    from .geometry import bounding_box
-
     margin = [int(np.ceil(tolerance_mm / s)) + 1 for s in spacing]
     box = bounding_box(a | b, margin=margin)
     a, b = a[box], b[box]

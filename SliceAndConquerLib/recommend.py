@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .geometry import bounding_box
+from .geometry import bounding_box, drawable_slices
 from .session import Plane
 
 TAU = 0.7
@@ -39,11 +39,8 @@ def skip_distances(mask: np.ndarray, minimum: int = SKIP_DISTANCE, fraction: flo
 def allowed_slices(session, skip_distance=SKIP_DISTANCE) -> list:
     """Per axis, a boolean array: the slices not within the skip distance of an accepted plane, on the
     axes a user can draw on (`geometry.drawable_axes`: never a strip through a thick-slice scan)."""
-    from .geometry import drawable_axes
-
     skips = skip_distances(session.mask3d, skip_distance)
-    drawable = drawable_axes(session.spacing)
-    allowed = [np.full(n, axis in drawable) for axis, n in enumerate(session.mask3d.shape)]
+    allowed = drawable_slices(session.mask3d.shape, session.spacing)
     for entry in session.accepted:
         axis, index = entry.plane.axis, entry.plane.index
         allowed[axis][max(0, index - skips[axis]): index + skips[axis] + 1] = False

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import statistics
+import sys
 from functools import lru_cache
 
 import numpy as np
@@ -74,7 +75,8 @@ def run_method(method, image, truth, spacing, slices, max_clicks, seed, init_mas
 
 
 def _padded(rows, key) -> np.ndarray:
-    """rows x iterations; a run that stopped early (nothing left to recommend) keeps its last value."""
+    """rows x iterations of rows[i][key]; a shorter curve (a run that stopped early: nothing left to
+    recommend) keeps its last value."""
     length = max(len(r[key]) for r in rows)
     return np.array([r[key] + r[key][-1:] * (length - len(r[key])) for r in rows])
 
@@ -110,10 +112,8 @@ def summarize(results: list[dict]) -> dict:
         groups = {g: summarize_rows([r for r in rows if r.get("group", "") == g])
                   for g in dict.fromkeys(r.get("group", "") for r in rows)}
         summary[method]["by_group"] = groups
-        length = max(len(g["mean_dice"]) for g in groups.values())
         for key in ("dice", "nsd"):
-            curves = np.array([g[f"mean_{key}"] + g[f"mean_{key}"][-1:] * (length - len(g[f"mean_{key}"]))
-                               for g in groups.values()])
+            curves = _padded(list(groups.values()), f"mean_{key}")
             summary[method][f"macro_{key}"] = _rounded(curves.mean(axis=0))
         summary[method]["macro_auc_dice"] = round(float(np.mean([g["auc_dice"] for g in groups.values()])), 4)
     return summary
@@ -121,8 +121,6 @@ def summarize(results: list[dict]) -> dict:
 
 def _load(case, load_image):
     """(volume, truth) of a case, or None with a warning when it cannot be read."""
-    import sys
-
     try:
         volume = load_image(case.image)
         return volume, read_label(case.label, case.value, reference=volume)
