@@ -309,6 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
     f3d.add_argument("--attention-weight", type=float, default=0.5, help="lambda of Eq. 1")
     f3d.add_argument("--no-transfer", action="store_true", help="ablation: random init instead of f2D's weights")
     f3d.add_argument("--no-mask-attention", action="store_true", help="ablation: without the mask attention module")
+    f3d.add_argument("--residual", action="store_true", help="f3D v2: a learned residual on the shape "
+                     "prior's guess, trained on robot-run states of the loop (needs --init-2d)")
+    f3d.add_argument("--loop-runs", type=int, default=300, help="--residual: robot runs simulated for the "
+                     "training states (six states each; cached in OUT/states)")
+    f3d.add_argument("--state-workers", type=int, default=2, help="--residual: processes that simulate them")
     f3d.add_argument("--seed", type=int, default=0)
     f3d.add_argument("--device", default="auto")
     f3d.add_argument("--threads", type=int)

@@ -20,7 +20,7 @@ def _shipped_f2d(device="auto"):
 def _shipped_f3d(device="auto"):
     from .models.predictor3d import load_f3d
 
-    return load_f3d(shipped("f3d"), device)
+    return load_f3d(shipped("f3d"), device, f2d_weights=shipped("f2d"))
 
 
 def snc_session(image, spacing, existing_mask=None, device="auto", align=True, recommender=None) -> Session:

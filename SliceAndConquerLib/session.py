@@ -49,6 +49,7 @@ class AcceptedSlice:
 class Prediction3D:
     mask: np.ndarray
     confidence: np.ndarray | None = None  # max-softmax probability per voxel, when the model gives one
+    message: str | None = None  # what the user should know about this result (e.g. nothing to segment)
 
 
 class Predictor2D(Protocol):
@@ -107,6 +108,7 @@ class Session:
         self.postprocess = postprocess  # (mask3d, accepted) -> mask3d, e.g. align.align_to_accepted
         self.mask3d = np.zeros(image.shape, bool) if existing_mask is None else np.asarray(existing_mask, bool).copy()
         self.confidence: np.ndarray | None = None
+        self.message: str | None = None       # the last 3D step's message to the user, if any
         self.accepted: list[AcceptedSlice] = []
         self._undo3d: list[_Undo3D] = []     # what each accept changed, to undo it exactly
         self._stage: _Stage2D | None = None
@@ -190,6 +192,7 @@ class Session:
         self._undo3d.append(_Undo3D.of_change(self.mask3d, self.confidence, self.accepted,
                                               mask3d, result.confidence))
         self.mask3d, self.confidence, self.accepted = mask3d, result.confidence, accepted
+        self.message = result.message
         self._stage = None
         return self.mask3d
 

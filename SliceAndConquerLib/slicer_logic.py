@@ -520,6 +520,7 @@ class SliceAndConquerLogic:
             "clicks": len(session.clicks),
             "accepted": [as_tuple(a.plane) for a in session.accepted],
             "recommendation": as_tuple(self.recommendation),
+            "message": session.message,
             "pipeline": self.pipeline_name,
             "segment_id": self.segment_id,
             "placing": self.placement.is_placing(),

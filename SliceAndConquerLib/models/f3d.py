@@ -140,3 +140,30 @@ class F3D(nn.Module):
             x1 = x1 * (1 + torch.sigmoid(attention))
         logits = b._up(b.head(b.decode(half, x1)), image)
         return logits, (b._up(attention, image) if attention is not None else None)
+
+
+GUESS_LIMIT = 4.0  # the guess logit: signed distance to the guess's surface in working-grid voxels, clipped
+
+
+class ResidualF3D(F3D):
+    """f3D v2: a learned correction of the best non-learned 3D guess (issue 18).
+
+    The M_{t-1} input is the guess (the shape prior with intensity evidence, `classic.ShapePrior3D`),
+    and the output is that guess's logits (0, g), g its signed distance in working-grid voxels clipped
+    to +-GUESS_LIMIT, plus what the network adds. The network's head starts at zero, so before
+    training f3D returns the guess exactly and it can only learn where the guess is wrong."""
+
+    def __init__(self, width: int = 16, mask_attention: bool = True, f2d: F2D | None = None):
+        super().__init__(width, mask_attention, f2d)
+        with torch.no_grad():
+            self.body.head.weight.zero_()
+            self.body.head.bias.zero_()
+
+    def residual(self, image, guidance):
+        """(residual logits [B, 2, *grid], attention logits or None)."""
+        return super().forward(image, guidance)
+
+    def forward(self, image, guidance, guess):
+        """guess: [B, 1, *grid] guess logit. Returns (logits [B, 2, *grid], attention logits)."""
+        residual, attention = self.residual(image, guidance)
+        return residual + torch.cat([torch.zeros_like(guess), guess], 1), attention

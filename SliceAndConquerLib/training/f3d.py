@@ -20,15 +20,17 @@ from ..clicks import next_click
 from ..geometry import bounding_box
 from ..errors import InputError
 from ..models.f2d import F2D
-from ..models.f3d import F3D
+from ..models.f3d import F3D, ResidualF3D
 from ..models.predictor2d import load_f2d
 from ..models.predictor3d import roi_inputs, to_grid
 from ..models.roi import GRID, roi_for
-from ..models.weights import load_state
+from ..models.weights import load_state, sha256
 from ..session import AcceptedSlice, Plane
 from ..shape_prior import BLEND_POWER, FALL_OFF_SCALE
 from .common import RESTART_AT, Job, run, setup
 from .losses import batch_iou, logit_norm, normalized_focal_loss
+from .loop_states import (ITERATIONS, PERFECT_SHARE, THICK_MM, THICK_SHARE, load_state_sample,
+                          write_states)
 from .sampler import TrainingVolumes
 
 GRID_SIZES = (48, 64)  # working grids seen in training (the app uses models.roi.GRID)
@@ -89,28 +91,67 @@ def make_sample(volumes: TrainingVolumes, f2d, rng, curriculum: bool):
 
 
 def build_model(args) -> F3D:
+    kind = ResidualF3D if args.residual else F3D
     if args.no_transfer or not args.init_2d:
-        return F3D(args.width, mask_attention=not args.no_mask_attention)
+        return kind(args.width, mask_attention=not args.no_mask_attention)
     saved = load_state(args.init_2d)
     if saved["config"]["arch"].get("name", "v1") != "v1":
         raise InputError(f"{args.init_2d}: f3D transfer is implemented for f2D v1 weights only; pass "
                          "--no-transfer or v1 weights")
     f2d = F2D(**saved["config"]["arch"])
     f2d.load_state_dict(saved["state_dict"])
-    return F3D.from_f2d(f2d, mask_attention=not args.no_mask_attention)
+    return kind(f2d.image_conv.out_channels, not args.no_mask_attention, f2d)
+
+
+def residual_step(states, args, device, streams):
+    """f3D v2's training step: loop states (`loop_states`), flipped at random; after the restart only
+    states with 1..3 accepted slices (the curriculum of Sec. 4.1)."""
+    by_slices = {}
+    for path in states:
+        by_slices.setdefault(int(path.stem.rsplit("-", 1)[1]), []).append(path)
+
+    def step(net, optimizer, progress):
+        rng = streams["rng"]
+        pool = [p for k, paths in by_slices.items() if progress < RESTART_AT or k <= 3 for p in paths]
+        optimizer.zero_grad(set_to_none=True)
+        losses, ious = [], []
+        for _ in range(args.batch):
+            tensors = load_state_sample(pool[rng.integers(len(pool))])[:4]
+            dims = [2 + int(d) for d in np.flatnonzero(rng.random(3) < 0.5)]
+            image_path, guidance, guess, goal = (t.flip(dims).to(device) for t in tensors)
+            logits, attention = net(image_path, guidance, guess)
+            loss = normalized_focal_loss(logit_norm(logits, args.tau), goal)
+            if attention is not None:
+                loss = loss + args.attention_weight * normalized_focal_loss(attention, goal)
+            (loss / args.batch).backward()
+            losses.append(loss.item())
+            ious.append(batch_iou(logits.detach(), goal))
+        optimizer.step()
+        return float(np.mean(losses)), float(np.mean(ious)), args.batch
+
+    return step
 
 
 def train(args) -> Path:
     device, ddp = setup(args)
     seed = args.seed + 1000 * ddp.rank
     streams = {"rng": np.random.default_rng(seed)}
-    volumes = TrainingVolumes(args.manifest)
-    f2d = load_f2d(args.init_2d, "cpu") if args.init_2d else None  # the real 2D masks of the simulation
+    if args.residual:
+        if not args.init_2d:
+            raise InputError("f3D v2 (--residual) needs --init-2d: its training states come from f2D's clicks")
+        states = write_states(args.manifest, Path(args.out) / "states", args.loop_runs, args.state_workers,
+                              args.seed, args.init_2d)
+        if not states:
+            raise InputError(f"{args.manifest}: the robot runs gave no training state")
+        volumes = None
+    else:
+        volumes = TrainingVolumes(args.manifest)
+        f2d = load_f2d(args.init_2d, "cpu") if args.init_2d else None  # the real 2D masks of the simulation
     model = build_model(args)
     if args.init_2d and not args.no_transfer:
         args.width = model.body.image_conv.out_channels
 
-    def step(net, optimizer, progress):
+    def volume_step(net, optimizer, progress):
         curriculum = progress >= RESTART_AT
         optimizer.zero_grad(set_to_none=True)
         losses, ious = [], []
@@ -127,22 +168,44 @@ def train(args) -> Path:
         optimizer.step()
         return float(np.mean(losses)), float(np.mean(ious)), args.batch
 
+    step = residual_step(states, args, device, streams) if args.residual else volume_step
+
     def reseed(at_step):
         streams["rng"] = np.random.default_rng([seed, at_step])
 
     arch = {"width": args.width, "mask_attention": not args.no_mask_attention}
-    job = Job("f3d", model, {"arch": arch, "grid": GRID, "tau": args.tau, "prior_power": BLEND_POWER,
-                               "prior_fall_off": FALL_OFF_SCALE}, step, reseed, {
+    config = {"arch": arch, "grid": GRID, "tau": args.tau, "prior_power": BLEND_POWER,
+              "prior_fall_off": FALL_OFF_SCALE}
+    if args.residual:
+        arch["residual"] = True
+        config["f2d_sha256"] = sha256(args.init_2d)  # the f2D whose masks it learned to correct
+    card = {
         "architecture": f"F3D(width={args.width}, mask_attention={not args.no_mask_attention}): f2D with "
                         "Mean-ACS convolutions, guidance path, mask attention, two-class LogitNorm head",
         "transfer": None if (args.no_transfer or not args.init_2d) else str(args.init_2d),
-        "data": {"manifest": str(args.manifest), "targets": len(volumes.targets),
+        "data": {"manifest": str(args.manifest),
                  "split": "train.json of `snc data fetch` (validation subjects ts-ct and colin27 excluded)"},
         "recipe": {"loss": f"NFL(LogitNorm tau={args.tau}) + {args.attention_weight} * NFL(attention)",
-                   "optimizer": "AdamW", "lr": args.lr, "batch": args.batch, "seed": args.seed,
-                   "schedule": f"cosine, warm restart at {RESTART_AT:.2f} of the run; 1..6 accepted planes, "
-                               "1..3 after it", "grids": list(GRID_SIZES),
-                   "previous_input": "shape prior of the accepted planes inside its support, previous "
-                                     "mask (40% corrupted ground truth, else empty) outside"},
-    })
+                   "optimizer": "AdamW", "lr": args.lr, "batch": args.batch, "seed": args.seed},
+    }
+    if args.residual:
+        card["architecture"] = ("f3D v2 (ResidualF3D): " + card["architecture"] + "; output = the guess's "
+                                "logits (signed distance in grid voxels, clipped) + a residual whose head "
+                                "starts at zero")
+        card["data"]["loop_states"] = {
+            "files": len(states), "robot_runs": args.loop_runs,
+            "how": "robot runs of f2d-prior's loop (f2D clicks, 1-5 per slice, else perfect slices in "
+                   f"{PERFECT_SHARE:.0%} of runs; ShapePrior3D; CrossRecommender), a state after each of "
+                   f"{ITERATIONS} accepts; {THICK_SHARE:.0%} of targets in slabs of {THICK_MM[0]}-{THICK_MM[1]} mm",
+            "guess": "classic.ShapePrior3D (shape prior + intensity evidence), as in the app"}
+        card["recipe"]["schedule"] = (f"cosine, warm restart at {RESTART_AT:.2f} of the run; states with "
+                                      "1..6 accepted slices, 1..3 after it; random flips")
+    else:
+        card["data"]["targets"] = len(volumes.targets)
+        card["recipe"].update({
+            "schedule": f"cosine, warm restart at {RESTART_AT:.2f} of the run; 1..6 accepted planes, "
+                        "1..3 after it", "grids": list(GRID_SIZES),
+            "previous_input": "shape prior of the accepted planes inside its support, previous "
+                              "mask (40% corrupted ground truth, else empty) outside"})
+    job = Job("f3d", model, config, step, reseed, card)
     return run(args, job, device, ddp)

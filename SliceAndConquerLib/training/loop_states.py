@@ -1,0 +1,145 @@
+"""States of the loop for f3D v2's training (issue 18, item 2): what the app's 3D step sees.
+
+A state is taken after each accept of a robot run (Sec. 4.4) on a TRAINING target: the robot clicks
+f2D until the slice is good or its click allowance (1-5, drawn per run) is spent, accepts, and moves
+to the plane f2d-prior's recommender picks (the cross, then the farthest slice; on a thick scan its
+slice axis only). A share of runs accepts perfect slices instead. Each state holds exactly the inputs
+`predictor3d.residual_inputs` builds in the app (the guess of `classic.ShapePrior3D` included) and the
+ground truth on the same working grid. A share of targets is reconstructed in thick slabs first
+(`data.thick`), so f3D meets thick-slice scans as the loop does.
+
+States are written once per training run to a folder (one .npz each), by worker processes, and reused
+by `--resume` and by later runs with the same settings.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..classic import CrossRecommender, ShapePrior3D
+from ..data.thick import slab_grid, slab_mean
+from ..evaluation.robot import run_robot
+from ..geometry import bounding_box
+from ..models.predictor3d import residual_inputs, to_grid
+from ..models.roi import GRID
+from ..session import Session
+
+ITERATIONS = 6          # accepts per run: states with 1..6 accepted slices
+PERFECT_SHARE = 0.2     # runs whose robot accepts ground-truth slices
+THICK_SHARE = 0.3       # targets reconstructed in slabs of THICK_MM first
+THICK_MM = (3.0, 7.0)
+CROP_MARGIN_MM = 60.0   # the volume around the target that a run works on (the ROI never reaches it)
+GRID_SIZES = (48, 64)   # working grids of the states: the app's (models.roi.GRID) and a cheaper one
+
+
+class RecordingPrior(ShapePrior3D):
+    """f2d-prior's 3D step, keeping what it was asked: the session's previous mask and accepted planes."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def predict(self, image, spacing, previous, accepted):
+        self.calls.append((np.array(previous, bool), list(accepted)))
+        return super().predict(image, spacing, previous, accepted)
+
+
+def _thick(image, truth, spacing, rng):
+    """The volume reconstructed in slabs along a random axis (the truth: majority of each slab)."""
+    axis = int(rng.choice(3, p=[0.6, 0.2, 0.2]))
+    thickness = float(rng.uniform(*THICK_MM))
+    if thickness < 2 * spacing[axis]:
+        return image, truth, spacing
+    _, slab = slab_grid(image.shape[axis], spacing[axis], thickness)
+    image = slab_mean(image, axis, spacing[axis], thickness)
+    truth = slab_mean(truth, axis, spacing[axis], thickness) > 0.5
+    spacing = tuple(slab if a == axis else s for a, s in enumerate(spacing))
+    return image, truth, spacing
+
+
+def robot_states(image, truth, spacing, f2d, rng) -> tuple:
+    """(image, truth, [(previous, accepted) before each accept]) of one robot run with f2d-prior's loop,
+    on the target's part of the volume."""
+    box = bounding_box(truth, margin=np.ceil(CROP_MARGIN_MM / np.asarray(spacing)).astype(int))
+    image, truth = image[box], truth[box]
+    recorder = RecordingPrior()
+    session = Session(image, spacing, f2d, recorder, CrossRecommender())
+    session.image = np.ascontiguousarray(image, np.float32)  # normalised on the whole volume, not the crop
+    run_robot(session, truth, ITERATIONS, max_clicks=int(rng.integers(1, 6)), seed=int(rng.integers(2 ** 31)),
+              perfect_slices=bool(rng.random() < PERFECT_SHARE))
+    return image, truth, recorder.calls
+
+
+def save_state(path: Path, image, spacing, previous, accepted, truth, grid_size: int = GRID) -> bool:
+    """The state's f3D v2 inputs and ground truth on its working grid; False when it has none."""
+    inputs = residual_inputs(image, spacing, previous, accepted, grid_size=grid_size)
+    if inputs is None:
+        return False
+    goal = to_grid(torch.from_numpy(truth[inputs.roi.box].astype(np.float32))[None, None], inputs.roi.grid) > 0.5
+    np.savez(path, image_path=inputs.image_path[0].numpy().astype(np.float16),
+             guidance=(inputs.guidance[0].numpy() > 0.5).astype(np.uint8),
+             guess_logit=inputs.guess_logit[0].numpy().astype(np.float16),
+             goal=goal[0].numpy().astype(np.uint8), slices=len(accepted))
+    return True
+
+
+def load_state_sample(path: Path):
+    """(image path [1, 2, *grid], guidance [1, 4, *grid], guess logit [1, 1, *grid], goal, slices)."""
+    with np.load(path) as state:
+        as_tensor = lambda name: torch.from_numpy(state[name].astype(np.float32))[None]  # noqa: E731
+        return (as_tensor("image_path"), as_tensor("guidance"), as_tensor("guess_logit"), as_tensor("goal"),
+                int(state["slices"]))
+
+
+def _generate(job):
+    """One worker: `runs` robot runs, their states saved as state-<worker>-<run>-<k>.npz."""
+    manifest, folder, worker, runs, seed, f2d_weights = job
+    from ..models.predictor2d import load_f2d
+    from .sampler import TrainingVolumes
+
+    torch.set_num_threads(1)
+    volumes = TrainingVolumes(manifest)
+    f2d = load_f2d(f2d_weights, "cpu")
+    rng = np.random.default_rng([seed, worker])
+    written = 0
+    for run in range(runs):
+        target = volumes.pick(rng)
+        image, spacing = volumes.images[target.image], volumes.spacings[target.image]
+        truth = volumes.labels[target.label] == target.value
+        if rng.random() < THICK_SHARE:
+            image, truth, spacing = _thick(image, truth, spacing, rng)
+            if not truth.any():
+                continue
+        image, truth, calls = robot_states(image, truth, spacing, f2d, rng)
+        for previous, accepted in calls:
+            name = folder / f"state-{worker}-{run:04d}-{len(accepted)}.npz"
+            written += save_state(name, image, spacing, previous, accepted, truth, int(rng.choice(GRID_SIZES)))
+    return written
+
+
+def write_states(manifest, folder, runs: int, workers: int, seed: int, f2d_weights) -> list:
+    """The state files of `runs` robot runs (made by `workers` processes unless the folder already
+    holds them for the same settings). Returns the files."""
+    folder = Path(folder)
+    settings = {"manifest": str(manifest), "runs": runs, "seed": seed, "f2d": str(f2d_weights),
+                "iterations": ITERATIONS, "perfect_share": PERFECT_SHARE, "thick_share": THICK_SHARE,
+                "grids": list(GRID_SIZES)}
+    marker = folder / "settings.json"
+    if marker.exists() and json.loads(marker.read_text()) == settings:
+        return sorted(folder.glob("state-*.npz"))
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("state-*.npz"):
+        old.unlink()
+    share = [runs // workers + (w < runs % workers) for w in range(workers)]
+    jobs = [(manifest, folder, w, share[w], seed, f2d_weights) for w in range(workers)]
+    if workers == 1:
+        list(map(_generate, jobs))
+    else:
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            pool.map(_generate, jobs)
+    marker.write_text(json.dumps(settings) + "\n")
+    return sorted(folder.glob("state-*.npz"))

@@ -1,0 +1,140 @@
+"""f3D v2 (issue 18): a learned residual on the best non-learned 3D guess, trained on loop states."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_sphere
+from SliceAndConquerLib.classic import CrossRecommender, ShapePrior3D
+from SliceAndConquerLib.clicks import Click
+from SliceAndConquerLib.models.f2d import F2D
+from SliceAndConquerLib.models.f3d import GUESS_LIMIT, ResidualF3D
+from SliceAndConquerLib.models.predictor3d import (EMPTY_ACCEPT, ResidualNetwork3D, guess_logit, load_f3d,
+                                                   residual_inputs)
+from SliceAndConquerLib.models.roi import roi_for
+from SliceAndConquerLib.models.weights import ModelFileError, save_weights, write_card
+from SliceAndConquerLib.session import AcceptedSlice, Plane, Session
+
+
+def _ball_scene():
+    """An ellipsoid-ish ball in noise on an anisotropic grid, and two accepted planes on two axes
+    whose masks are a little off (as f2D's would be)."""
+    shape, spacing = (28, 40, 36), (1.5, 1.0, 1.0)
+    truth = make_sphere(shape, centre=(14, 20, 18), radius=11, spacing=spacing)
+    rng = np.random.default_rng(0)
+    image = np.clip(0.3 + 0.4 * truth + rng.normal(0, 0.05, shape), 0, 1).astype(np.float32)
+    first = truth[14].copy()
+    first[27:, :] = False  # off the row the second plane crosses (j = 20)
+    accepted = [AcceptedSlice(Plane(0, 14), (Click(20, 18, True),), first),
+                AcceptedSlice(Plane(1, 20), (Click(14, 18, True),), truth[:, 20])]
+    return image, spacing, truth, accepted
+
+
+@pytest.mark.parametrize("transfer", [False, True])
+def test_untrained_residual_f3d_returns_exactly_the_guess(transfer):
+    torch.manual_seed(0)
+    model = ResidualF3D(width=8, f2d=F2D(width=8) if transfer else None)
+    image, spacing, _, accepted = _ball_scene()
+    previous = np.zeros(image.shape, bool)
+    previous[2:5, 2:5, 2:5] = True  # earlier work far from the planes: the guess keeps it
+    guess = ShapePrior3D().predict(image, spacing, previous, accepted).mask
+    result = ResidualNetwork3D(model, "cpu").predict(image, spacing, previous, accepted)
+    assert np.array_equal(result.mask, guess) and guess[3, 3, 3]
+    assert result.confidence.shape == image.shape
+
+
+def test_guess_logit_has_the_guess_sign_and_is_clipped():
+    guess = make_sphere((20, 20, 20), radius=6)
+    logit = guess_logit(guess, (2.0, 2.0, 2.0))
+    assert np.array_equal(logit > 0, guess)
+    assert logit.max() == GUESS_LIMIT and logit.min() == -GUESS_LIMIT
+    assert np.all(guess_logit(np.zeros((4, 4, 4), bool), (1, 1, 1)) == -GUESS_LIMIT)
+
+
+def test_a_trained_f3d_changes_nothing_outside_its_roi_nor_on_accepted_planes():
+    """Non-zero residual weights (as after training): outside the ROI the result is the guess, and the
+    session's accepted planes hold exactly the accepted masks."""
+    torch.manual_seed(0)
+    model = ResidualF3D(width=8)
+    with torch.no_grad():
+        model.body.head.weight.normal_(0, 5.0)
+        model.body.head.bias.copy_(torch.tensor([-3.0, 3.0]))  # pushes everything towards target
+    image, spacing, truth, accepted = _ball_scene()
+    network = ResidualNetwork3D(model, "cpu")
+    session = Session(image, spacing, None, network, CrossRecommender())
+    session.image = image
+    for entry in accepted:
+        session.begin_slice(entry.plane)
+        session.accept_slice(mask=entry.mask)
+    roi = roi_for(image.shape, spacing, None, accepted)
+    outside = np.ones(image.shape, bool)
+    outside[roi.box] = False
+    assert outside.any() and not session.mask3d[outside].any()
+    for entry in session.accepted:
+        assert np.array_equal(entry.plane.of(session.mask3d), entry.mask)
+    inside = session.mask3d[roi.box]
+    assert inside.sum() > truth.sum()  # the residual did act inside the ROI
+
+
+def test_an_accept_without_target_gives_an_empty_mask_and_a_message():
+    image, spacing, _, _ = _ball_scene()
+    session = Session(image, spacing, None, ResidualNetwork3D(ResidualF3D(width=8), "cpu"))
+    session.begin_slice(Plane(0, 3))
+    mask = session.accept_slice(mask=np.zeros(image.shape[1:], bool))
+    assert not mask.any() and session.message == EMPTY_ACCEPT and session.confidence is None
+
+
+def test_residual_inputs_are_none_without_target_and_carry_the_guess():
+    image, spacing, _, accepted = _ball_scene()
+    previous = np.zeros(image.shape, bool)
+    assert residual_inputs(image, spacing, previous, [AcceptedSlice(Plane(0, 1), (), np.zeros((40, 36), bool))]) is None
+    inputs = residual_inputs(image, spacing, previous, accepted)
+    assert inputs.image_path.shape[1] == 2 and inputs.guidance.shape[1] == 4
+    assert tuple(inputs.guess_logit.shape[2:]) == inputs.roi.grid
+    assert torch.equal(inputs.guess_logit[0, 0] > 0, inputs.image_path[0, 1] > 0.5)
+
+
+def _weights(tmp_path, name, config):
+    path = save_weights(tmp_path / name, ResidualF3D(width=8), config)
+    write_card(path, {"model": "f3d"})
+    return path
+
+
+def test_f3d_trained_with_another_f2d_is_refused(tmp_path):
+    f2d = save_weights(tmp_path / "f2d.pt", F2D(width=8), {"arch": {"width": 8}})
+    other = save_weights(tmp_path / "other.pt", F2D(width=4), {"arch": {"width": 4}})
+    from SliceAndConquerLib.models.weights import sha256
+
+    path = _weights(tmp_path, "f3d.pt", {"arch": {"width": 8, "residual": True}, "f2d_sha256": sha256(f2d)})
+    assert isinstance(load_f3d(path, "cpu", f2d_weights=f2d), ResidualNetwork3D)
+    with pytest.raises(ModelFileError, match="another f2D.*snc train f3d"):
+        load_f3d(path, "cpu", f2d_weights=other)
+    wrong_width = _weights(tmp_path, "wide.pt", {"arch": {"width": 16, "residual": True}})
+    with pytest.raises(ModelFileError, match="do not fit"):
+        load_f3d(wrong_width, "cpu")
+
+
+def test_train_residual_f3d_command_simulates_loop_states(tmp_path):
+    from test_f2d import _tiny_manifest
+    from SliceAndConquerLib.cli import main
+    from SliceAndConquerLib.training.loop_states import load_state_sample
+
+    manifest = _tiny_manifest(tmp_path)
+    f2d_path = save_weights(tmp_path / "f2d.pt", F2D(width=8), {"arch": {"width": 8}})
+    write_card(f2d_path, {"model": "f2d"})
+    out = tmp_path / "run"
+    args = ["train", "f3d", "--residual", "--manifest", str(manifest), "--init-2d", str(f2d_path),
+            "--out", str(out), "--batch", "1", "--threads", "1", "--loop-runs", "2", "--state-workers", "1"]
+    assert main(args + ["--steps", "2"]) == 0
+    states = sorted((out / "states").glob("state-*.npz"))
+    assert states and {int(p.stem.rsplit("-", 1)[1]) for p in states} <= set(range(1, 7))
+    image_path, guidance, guess, goal, slices = load_state_sample(states[0])
+    assert image_path.shape[1] == 2 and guidance.shape[1] == 4 and guess.shape == goal.shape
+    before = {p.name: p.stat().st_mtime_ns for p in states}
+    assert main(args + ["--steps", "3", "--resume"]) == 0   # the states are reused, not made again
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "states").glob("state-*.npz")} == before
+    card = json.loads((out / "f3d.json").read_text())
+    assert card["steps"] == 3 and card["data"]["loop_states"]["files"] == len(states)
+    network = load_f3d(out / "f3d.pt", "cpu", f2d_weights=f2d_path)
+    assert isinstance(network, ResidualNetwork3D)
