@@ -240,6 +240,9 @@ class SliceAndConquerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._setBusy(False)
         if self.snc is not None:
             self._call(self.snc.finish_background_accept, _("Computing the 3D result failed."))
+            message = self.snc.status().get("message")
+            if message:  # e.g. no accepted slice holds the target yet
+                slicer.util.showStatusMessage(_("Slice and Conquer: {message}").format(message=message), 5000)
 
     def onUndoClick(self) -> None:
         if not self._refuseIfBusy():

@@ -98,7 +98,7 @@ class GapRecommender:
         self.axis = axis
 
     def recommend(self, session):
-        axis = drawing_axis(session.spacing) if self.axis is None else self.axis
+        axis = drawing_axis(session.spacing, session.mask3d.shape) if self.axis is None else self.axis
         on_axis = [a for a in session.accepted if a.plane.axis == axis]
         holding = sorted(a.plane.index for a in on_axis if a.mask.any())
         if not holding:
@@ -110,7 +110,8 @@ class GapRecommender:
         empty = [a.plane.index for a in on_axis if not a.mask.any()]
         lo = max([0, holding[0] - reach] + [i for i in empty if i < holding[0]])
         hi = min([session.image.shape[axis] - 1, holding[-1] + reach] + [i for i in empty if i > holding[-1]])
-        size, a, b = max((b - a, a, b) for a, b in _stretches(lo, hi, [a.plane.index for a in on_axis]))
+        size, a, b = max(((b - a, a, b) for a, b in _stretches(lo, hi, [a.plane.index for a in on_axis])),
+                         default=(0, 0, 0))  # a single-slice volume has no stretch left
         if size < 2:
             return None
         return Plane(axis, int((a + b) // 2))
@@ -130,18 +131,19 @@ class CrossRecommender:
     On a thick-slice scan only its slice axis is drawn on (`geometry.drawable_axes`): no cross, and the
     extent is searched with the gap rule when the farthest-slice rule finds nothing."""
 
-    def __init__(self, unsure_first: bool = False):
+    def __init__(self, unsure_first: bool = False, unsure_below: float = 1.0):
         """unsure_first: after the cross, weigh the voxels the 3D step is unsure of (confidence below
-        1, e.g. where the f2D sweep's axes disagree) instead of every mask voxel, skipping slices next
-        to accepted planes (`recommend.allowed_slices`); the mask rule when none is unsure."""
-        self.unsure_first = unsure_first
+        `unsure_below`: 1 where the f2D sweep's axes disagree, f3D's TAU for its max-softmax) instead of
+        every mask voxel, skipping slices next to accepted planes (`recommend.allowed_slices`); the
+        mask rule when none is unsure."""
+        self.unsure_first, self.unsure_below = unsure_first, unsure_below
 
     def recommend(self, session):
         holding = [a for a in session.accepted if a.mask.any()]
         if not holding:
             return None
         first = holding[0]
-        drawable = drawable_axes(session.spacing)   # on a thick-slice scan: its slice axis only
+        drawable = drawable_axes(session.spacing, session.mask3d.shape)  # thick scan: its slice axis
         axes_done = {a.plane.axis for a in session.accepted}
         in_plane = [a for a in range(3) if a != first.plane.axis]
         cross = [a for a in in_plane if a in drawable and a not in axes_done]
@@ -151,7 +153,7 @@ class CrossRecommender:
         if self.unsure_first and session.confidence is not None:
             from .recommend import allowed_slices
 
-            plane = self._farthest(session, session.confidence < 1, allowed_slices(session))
+            plane = self._farthest(session, session.confidence < self.unsure_below, allowed_slices(session))
             if plane is not None:
                 return plane
         on_drawable = drawable_slices(session.mask3d.shape, session.spacing)

@@ -64,25 +64,37 @@ def resampled_spacing(shape, spacing, new_shape):
 THICK_RATIO = 2.0  # an axis this many times coarser than the finest one is a scan's slice direction
 
 
-def drawing_axis(spacing) -> int:
+def usable_axes(shape) -> list[int]:
+    """The axes whose planes are images, not lines: at least 2 voxels along both in-plane axes (a
+    volume of one slice along an axis has planes of the other two axes one voxel tall)."""
+    return [axis for axis in range(3) if min(np.delete(np.asarray(shape), axis)) >= 2]
+
+
+def drawing_axis(spacing, shape=None) -> int:
     """The axis whose planes a user draws on (array order): on a thick-slice scan, the axis of coarsest
-    spacing, whose planes are the scan's native images; otherwise axis 0."""
+    spacing, whose planes are the scan's native images; otherwise axis 0. With `shape`, an axis whose
+    planes are lines (`usable_axes`) is never chosen."""
     spacing = np.asarray(spacing, float)
     coarse = int(np.argmax(spacing))
-    return coarse if spacing[coarse] >= THICK_RATIO * spacing.min() else 0
+    axis = coarse if spacing[coarse] >= THICK_RATIO * spacing.min() else 0
+    if shape is not None and axis not in usable_axes(shape):
+        axis = drawable_axes(spacing, shape)[0]
+    return axis
 
 
-def drawable_axes(spacing) -> list[int]:
+def drawable_axes(spacing, shape=None) -> list[int]:
     """The axes whose planes have pixels a user can draw on: less than THICK_RATIO times longer one way
     than the other (all three on a near-isotropic volume; only the slice axis of a thick-slice scan,
-    whose other planes are strips a few voxels tall). Never empty: the least elongated otherwise."""
+    whose other planes are strips a few voxels tall), and with `shape` not lines (`usable_axes`).
+    Never empty while `usable_axes` is not: the least elongated otherwise."""
     in_plane = [np.delete(np.asarray(spacing, float), axis) for axis in range(3)]  # each plane's pixel
     aspect = [pixel.max() / pixel.min() for pixel in in_plane]
-    axes = [axis for axis in range(3) if aspect[axis] < THICK_RATIO]
-    return axes or [int(np.argmin(aspect))]
+    candidates = list(range(3)) if shape is None else usable_axes(shape)
+    axes = [axis for axis in candidates if aspect[axis] < THICK_RATIO]
+    return axes or [min(candidates, key=lambda axis: aspect[axis])]
 
 
 def drawable_slices(shape, spacing) -> list:
     """Per axis, a boolean array over its slices: True on the axes of `drawable_axes`."""
-    drawable = drawable_axes(spacing)
+    drawable = drawable_axes(spacing, shape)
     return [np.full(n, axis in drawable) for axis, n in enumerate(shape)]

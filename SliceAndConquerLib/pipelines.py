@@ -23,12 +23,27 @@ def _shipped_f3d(device="auto"):
     return load_f3d(shipped("f3d"), device, f2d_weights=shipped("f2d"))
 
 
-def snc_session(image, spacing, existing_mask=None, device="auto", align=True, recommender=None) -> Session:
-    from .align import align_to_accepted
-    from .recommend import ConfidenceRecommender
+def _is_residual(f3d) -> bool:
+    from .models.predictor3d import ResidualNetwork3D
 
-    return Session(image, spacing, _shipped_f2d(device), _shipped_f3d(device),
-                   recommender or ConfidenceRecommender(), existing_mask=existing_mask,
+    return isinstance(f3d, ResidualNetwork3D)
+
+
+def snc_session(image, spacing, existing_mask=None, device="auto", align=None, recommender=None) -> Session:
+    """f2D per click, f3D per accept, the next slice from f3D's confidence (Eq. 2). With f3D v2 the
+    confidence picks among the slices once the cross is done (`CrossRecommender(unsure_first)`) and
+    there is no TV-L1 alignment (its guess already passes through every accepted mask); f3D v1 uses
+    the paper's Eq. 2 ranking and the alignment."""
+    from .align import align_to_accepted
+    from .classic import CrossRecommender
+    from .recommend import TAU, ConfidenceRecommender
+
+    f3d = _shipped_f3d(device)
+    residual = _is_residual(f3d)
+    if recommender is None:
+        recommender = CrossRecommender(unsure_first=True, unsure_below=TAU) if residual else ConfidenceRecommender()
+    align = (not residual) if align is None else align
+    return Session(image, spacing, _shipped_f2d(device), f3d, recommender, existing_mask=existing_mask,
                    postprocess=align_to_accepted if align else None)
 
 
@@ -40,6 +55,26 @@ def snc_random_next_session(image, spacing, existing_mask=None, device="auto") -
 
 def snc_nopost_session(image, spacing, existing_mask=None, device="auto") -> Session:
     return snc_session(image, spacing, existing_mask, device, align=False)
+
+
+def snc_align_session(image, spacing, existing_mask=None, device="auto") -> Session:
+    return snc_session(image, spacing, existing_mask, device, align=True)
+
+
+def snc_eq2_session(image, spacing, existing_mask=None, device="auto") -> Session:
+    """The paper's Eq. 2 alone picks the next slice (f2d-prior's rule only when nothing is unsure)."""
+    from .classic import CrossRecommender
+    from .recommend import ConfidenceRecommender
+
+    return snc_session(image, spacing, existing_mask, device,
+                       recommender=ConfidenceRecommender(fallback=CrossRecommender()))
+
+
+def snc_cross_session(image, spacing, existing_mask=None, device="auto") -> Session:
+    """snc with f2d-prior's next-slice rule (f3D's confidence unused): isolates the 3D step."""
+    from .classic import CrossRecommender
+
+    return snc_session(image, spacing, existing_mask, device, recommender=CrossRecommender())
 
 
 def classic_session(image, spacing, existing_mask=None) -> Session:
@@ -91,7 +126,10 @@ if shipped("f2d") is not None and shipped("f3d") is not None:
     PIPELINES["snc"] = (snc_session, "trained f2D per click + trained f3D per accepted slice, "
                                      "TV-L1 alignment, confidence-based next slice")
     PIPELINES["snc-nopost"] = (snc_nopost_session, "snc without the TV-L1 alignment (ablation)")
+    PIPELINES["snc-align"] = (snc_align_session, "snc with the TV-L1 alignment (ablation)")
     PIPELINES["snc-random-next"] = (snc_random_next_session, "snc with a random valid next slice (ablation)")
+    PIPELINES["snc-eq2"] = (snc_eq2_session, "snc with the paper's Eq. 2 alone choosing the next slice")
+    PIPELINES["snc-cross"] = (snc_cross_session, "snc with f2d-prior's next-slice rule (ablation)")
 
 # Chosen on the macro mean over the groups of the grouped validation manifest (README, Benchmarks;
 # results/val_pipelines.json, results/val_sweep.json), mean DSC after 1..6 slices:

@@ -65,10 +65,18 @@ def slice_scores(confidence: np.ndarray, mask: np.ndarray, tau=TAU, edge_band=ED
 
 
 class ConfidenceRecommender:
-    def __init__(self, tau=TAU, skip_distance=SKIP_DISTANCE, edge_band=EDGE_BAND):
+    def __init__(self, tau=TAU, skip_distance=SKIP_DISTANCE, edge_band=EDGE_BAND, fallback=None):
+        """fallback: the recommender asked when no slice is under-confident (None: stop there)."""
         self.tau, self.skip_distance, self.edge_band = tau, skip_distance, edge_band
+        self.fallback = fallback
 
     def recommend(self, session) -> Plane | None:
+        plane = self._most_unsure(session)
+        if plane is None and self.fallback is not None:
+            return self.fallback.recommend(session)
+        return plane
+
+    def _most_unsure(self, session) -> Plane | None:
         if session.confidence is None:
             return None
         scores = slice_scores(session.confidence, session.mask3d, self.tau, self.edge_band)

@@ -14,7 +14,7 @@ import numpy as np
 
 from .clicks import Click, disk_maps
 from .errors import InputError
-from .geometry import bounding_box
+from .geometry import bounding_box, usable_axes
 from .intensity import normalize
 
 
@@ -94,8 +94,9 @@ class Session:
         image = np.asarray(image)
         if image.ndim != 3:
             raise InputError(f"image is {image.ndim}D; a 3D volume is needed")
-        if min(image.shape) < 2:
-            raise InputError(f"image has shape {image.shape}; a 3D volume needs at least 2 voxels per axis")
+        if not usable_axes(image.shape):
+            raise InputError(f"image has shape {image.shape}; a 3D volume needs at least 2 voxels along "
+                             "two of its axes")
         if not np.isfinite(image).all():
             raise InputError("image holds NaN or infinite values")
         if existing_mask is not None and np.shape(existing_mask) != image.shape:
@@ -139,6 +140,10 @@ class Session:
         if not 0 <= plane.index < self.image.shape[plane.axis]:
             raise InputError(f"slice {plane.index} is outside the volume (axis {plane.axis} has "
                              f"{self.image.shape[plane.axis]} slices)")
+        if plane.axis not in usable_axes(self.image.shape):
+            thin = [a for a in range(3) if self.image.shape[a] == 1]
+            raise InputError(f"the volume has a single slice along axis {thin[0]}: planes of axis "
+                             f"{plane.axis} are lines one voxel tall; annotate planes of axis {thin[0]}")
         self._stage = _Stage2D(plane, plane.of(self.mask3d).copy())
         return self.mask2d
 

@@ -138,3 +138,26 @@ def test_train_residual_f3d_command_simulates_loop_states(tmp_path):
     assert card["steps"] == 3 and card["data"]["loop_states"]["files"] == len(states)
     network = load_f3d(out / "f3d.pt", "cpu", f2d_weights=f2d_path)
     assert isinstance(network, ResidualNetwork3D)
+
+
+@pytest.mark.parametrize("thin_axis", [0, 2])
+def test_a_single_slice_volume_is_refused_on_the_other_axes_only(thin_axis):
+    from SliceAndConquerLib.errors import InputError
+
+    shape = [32, 32, 32]
+    shape[thin_axis] = 1
+    disk = make_sphere(tuple(shape), centre=[0 if a == thin_axis else 16 for a in range(3)], radius=8)
+    image = np.where(disk, 0.8, 0.2).astype(np.float32)
+    session = Session(image, (1.0, 1.0, 1.0), None, ResidualNetwork3D(ResidualF3D(width=8), "cpu"),
+                      CrossRecommender(unsure_first=True, unsure_below=0.7))
+    session.image = image
+    other = (thin_axis + 1) % 3
+    with pytest.raises(InputError, match=f"single slice along axis {thin_axis}.*annotate planes of axis {thin_axis}"):
+        session.begin_slice(Plane(other, 3))
+    plane = Plane(thin_axis, 0)
+    session.begin_slice(plane)
+    mask = session.accept_slice(mask=plane.of(disk))
+    assert np.array_equal(mask, disk)
+    assert session.recommend() is None or session.recommend().axis == thin_axis
+    with pytest.raises(InputError, match="two of its axes"):
+        Session(np.zeros((1, 1, 8), np.float32), (1, 1, 1), None, None)

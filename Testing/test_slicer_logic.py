@@ -170,7 +170,7 @@ def test_accept_writes_3d_and_moves_only_the_recommended_view(nodes, logic):
     for name in ("Yellow", "Green"):
         assert nodes.views[name].GetSliceOffset() == pytest.approx(offsets[name])
     assert logic.status() == {"started": True, "t": 1, "plane": None, "clicks": 0,
-                              "accepted": [(0, CENTRE[0])], "recommendation": (1, 7),
+                              "accepted": [(0, CENTRE[0])], "recommendation": (1, 7), "message": None,
                               "pipeline": "toy_session", "segment_id": logic.segment_id,
                               "placing": False, "clicks_off": None,
                               "edit_rules": "editable outside all segments, allow overlap (module)"}

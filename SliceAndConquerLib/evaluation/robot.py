@@ -79,7 +79,7 @@ def run_robot(session: Session, truth: np.ndarray, iterations: int = 6, max_clic
     rng = np.random.default_rng(seed)
     run = RobotRun()
     # The first slice lies on the axis a user draws on: the native plane of a thick-slice scan.
-    plane = first or first_plane(truth, rng, drawing_axis(session.spacing))
+    plane = first or first_plane(truth, rng, drawing_axis(session.spacing, truth.shape))
     total_clicks = 0
     for _ in range(iterations):
         if plane is None or (click_budget is not None and total_clicks >= click_budget):

@@ -75,7 +75,7 @@ class SweptPrior3D:
         if roi is None:
             return Prediction3D(prior)
         # Only axes whose planes f2D can read vote (a thick-slice scan: its slice axis alone).
-        voters = drawable_axes(spacing)
+        voters = drawable_axes(spacing, image.shape)
         jobs = []
         for axis, span in enumerate(roi.box):
             if axis not in voters:
