@@ -29,21 +29,22 @@ def _is_residual(f3d) -> bool:
     return isinstance(f3d, ResidualNetwork3D)
 
 
-def snc_session(image, spacing, existing_mask=None, device="auto", align=None, recommender=None) -> Session:
+def snc_session(image, spacing, existing_mask=None, device="auto", align=None, recommender=None,
+                f2d=None, f3d=None) -> Session:
     """f2D per click, f3D per accept, the next slice from f3D's confidence (Eq. 2). With f3D v2 the
     confidence picks among the slices once the cross is done (`CrossRecommender(unsure_first)`) and
     there is no TV-L1 alignment (its guess already passes through every accepted mask); f3D v1 uses
-    the paper's Eq. 2 ranking and the alignment."""
+    the paper's Eq. 2 ranking and the alignment. `f2d`/`f3d`: other predictors than the shipped ones."""
     from .align import align_to_accepted
     from .classic import CrossRecommender
     from .recommend import TAU, ConfidenceRecommender
 
-    f3d = _shipped_f3d(device)
+    f3d = f3d or _shipped_f3d(device)
     residual = _is_residual(f3d)
     if recommender is None:
         recommender = CrossRecommender(unsure_first=True, unsure_below=TAU) if residual else ConfidenceRecommender()
     align = (not residual) if align is None else align
-    return Session(image, spacing, _shipped_f2d(device), f3d, recommender, existing_mask=existing_mask,
+    return Session(image, spacing, f2d or _shipped_f2d(device), f3d, recommender, existing_mask=existing_mask,
                    postprocess=align_to_accepted if align else None)
 
 

@@ -16,16 +16,14 @@ import time
 import numpy as np
 import torch
 
-from ..align import align_to_accepted
 from ..models.f2d import F2D
 from ..models.f3d import F3D
 from ..models.predictor2d import Network2D, load_f2d
 from ..models.predictor3d import Network3D, load_f3d
 from ..models.roi import roi_for
 from ..models.weights import shipped
-from ..pipelines import best_pipeline
-from ..recommend import ConfidenceRecommender
-from ..session import AcceptedSlice, Plane, Session
+from ..pipelines import best_pipeline, snc_session
+from ..session import AcceptedSlice, Plane
 from .benchmark_f2d import latency_ms
 
 VOLUME_SHAPE = (128, 256, 256)     # [k, j, i]: 256 x 256 x 128 voxels
@@ -51,8 +49,8 @@ def synthetic_volume(shape, seed=0):
 
 
 def _session(image, f2d, f3d):
-    """The snc pipeline's session: f2D, f3D, TV-L1 alignment, confidence recommendation."""
-    return Session(image, (2.0, 0.8, 0.8), f2d, f3d, ConfidenceRecommender(), postprocess=align_to_accepted)
+    """The snc pipeline's session (`pipelines.snc_session`) with these predictors."""
+    return snc_session(image, (2.0, 0.8, 0.8), f2d=f2d, f3d=f3d)
 
 
 def _click_and_accept(session, truth, plane):
@@ -72,11 +70,11 @@ def time_iteration(f2d, f3d, repeats=5):
     session.click(centre[1], centre[2], True)
     mask2d = session.mask2d
     accepted = [AcceptedSlice(plane, tuple(session.clicks), mask2d)]
-    roi = roi_for(image.shape, session.spacing, session.mask3d, accepted)
+    roi = roi_for(image.shape, session.spacing, None, accepted)
     f3d_times, step_times = [], []
     for _ in range(repeats + 1):
         start = time.perf_counter()
-        f3d.foreground(session.image, session.spacing, session.mask3d, accepted, roi)
+        f3d.predict(session.image, session.spacing, session.mask3d, accepted)  # ROI, grid, forward, paste
         f3d_times.append(time.perf_counter() - start)
         start = time.perf_counter()
         session.begin_slice(plane)
