@@ -124,8 +124,9 @@ if shipped("f2d") is not None:
                                                  "three axes)")
 
 if shipped("f2d") is not None and shipped("f3d") is not None:
-    PIPELINES["snc"] = (snc_session, "trained f2D per click + trained f3D per accepted slice, "
-                                     "TV-L1 alignment, confidence-based next slice")
+    PIPELINES["snc"] = (snc_session, "trained f2D per click + trained f3D per accepted slice (v2: a "
+                                     "residual on the shape prior's guess), the next slice from the "
+                                     "cross, then f3D's unsure voxels")
     PIPELINES["snc-nopost"] = (snc_nopost_session, "snc without the TV-L1 alignment (ablation)")
     PIPELINES["snc-align"] = (snc_align_session, "snc with the TV-L1 alignment (ablation)")
     PIPELINES["snc-random-next"] = (snc_random_next_session, "snc with a random valid next slice (ablation)")
