@@ -311,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     f3d.add_argument("--no-mask-attention", action="store_true", help="ablation: without the mask attention module")
     f3d.add_argument("--residual", action="store_true", help="f3D v2: a learned residual on the shape "
                      "prior's guess, trained on robot-run states of the loop (needs --init-2d)")
+    f3d.add_argument("--loss", choices=("ce-dice", "nfl"), default="ce-dice", help="--residual: cross-entropy + "
+                     "soft Dice (default), or NFL on LogitNorm-ed logits as f3D v1 (which made the guess worse)")
     f3d.add_argument("--loop-runs", type=int, default=300, help="--residual: robot runs simulated for the "
                      "training states (six states each; cached in OUT/states)")
     f3d.add_argument("--state-workers", type=int, default=2, help="--residual: processes that simulate them")

@@ -136,8 +136,30 @@ def test_train_residual_f3d_command_simulates_loop_states(tmp_path):
     assert {p.name: p.stat().st_mtime_ns for p in (out / "states").glob("state-*.npz")} == before
     card = json.loads((out / "f3d.json").read_text())
     assert card["steps"] == 3 and card["data"]["loop_states"]["files"] == len(states)
+    assert card["recipe"]["loss"].startswith("CE + soft Dice")
     network = load_f3d(out / "f3d.pt", "cpu", f2d_weights=f2d_path)
     assert isinstance(network, ResidualNetwork3D)
+    assert network.tau is None  # trained without LogitNorm: its softmax is read as the confidence
+
+
+def test_ce_dice_keeps_a_gradient_on_the_voxels_the_guess_has_right():
+    """Why f3D v2 trains with CE + Dice: on a guess right on most voxels, NFL of LogitNorm-ed logits
+    leaves (almost) no gradient on the right voxels, so nothing holds them when the residual moves."""
+    from SliceAndConquerLib.training.losses import ce_dice_loss, logit_norm, normalized_focal_loss
+
+    goal = torch.zeros(1, 1, 8, 8, 8)
+    goal[..., 2:6, 2:6, 2:6] = 1
+    guess = torch.where(goal > 0, 3.0, -3.0)
+    guess[..., 0, 0, 0] = 3.0  # one voxel wrong
+    right = (guess > 0) == (goal > 0)
+    gradients = {}
+    for name, loss_of in (("ce-dice", ce_dice_loss), ("nfl", lambda l, g: normalized_focal_loss(logit_norm(l), g))):
+        residual = torch.zeros(1, 2, 8, 8, 8, requires_grad=True)
+        loss_of(residual + torch.cat([torch.zeros_like(guess), guess], 1), goal).backward()
+        gradients[name] = residual.grad.abs().sum(1, keepdim=True)[right].mean().item()
+    assert gradients["ce-dice"] > 1e-5 > gradients["nfl"]
+    assert ce_dice_loss(torch.cat([torch.zeros_like(goal), 6 * goal - 3], 1), goal) < \
+        ce_dice_loss(torch.cat([torch.zeros_like(goal), 3 - 6 * goal], 1), goal)
 
 
 @pytest.mark.parametrize("thin_axis", [0, 2])

@@ -38,7 +38,8 @@ def load_f3d(weights, device: str = "auto", f2d_weights=None):
         raise ModelFileError(f"{weights}: weights do not fit the f3D its config describes ({arch}): "
                              f"{str(exc).splitlines()[0]}") from None
     if residual:
-        return ResidualNetwork3D(model, device, config.get("tau", LOGIT_NORM_TAU))
+        tau = config.get("tau", LOGIT_NORM_TAU) if config.get("confidence", "logit-norm") == "logit-norm" else None
+        return ResidualNetwork3D(model, device, tau)
     # the prior the model was trained with (blend power 2 and fall-off 1 before they were recorded)
     return Network3D(model, device, config.get("tau", LOGIT_NORM_TAU), config.get("prior_power", 2),
                      config.get("prior_fall_off", 1.0))
@@ -143,7 +144,9 @@ class ResidualNetwork3D:
     logit is rebuilt at the volume's resolution with the guess's own sign."""
     name = "f3d-v2"
 
-    def __init__(self, model: ResidualF3D, device: str = "auto", tau: float = LOGIT_NORM_TAU, guesser=None):
+    def __init__(self, model: ResidualF3D, device: str = "auto", tau: float | None = LOGIT_NORM_TAU, guesser=None):
+        """tau: the LogitNorm temperature its confidence is calibrated at; None for a model trained
+        without LogitNorm (cross-entropy), whose plain softmax is its confidence."""
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
         self.tau = tau
@@ -163,7 +166,8 @@ class ResidualNetwork3D:
         logit = up(inputs.guess_logit)[0]
         logit = torch.where(guess, logit.clamp_min(1e-3), logit.clamp_max(-1e-3))
         logits = residual + torch.stack([torch.zeros_like(logit), logit])
-        probability = torch.softmax(logit_norm(logits[None], self.tau), dim=1)[0, 1].numpy()
+        calibrated = logits[None] if self.tau is None else logit_norm(logits[None], self.tau)
+        probability = torch.softmax(calibrated, dim=1)[0, 1].numpy()
         mask = inputs.guess.copy()
         mask[roi.box] = logits[1].numpy() > logits[0].numpy()
         confidence = np.ones(image.shape, np.float16)  # outside the ROI: the guess, never recommended

@@ -28,7 +28,7 @@ from ..models.weights import load_state, sha256
 from ..session import AcceptedSlice, Plane
 from ..shape_prior import BLEND_POWER, FALL_OFF_SCALE
 from .common import RESTART_AT, Job, run, setup
-from .losses import batch_iou, logit_norm, normalized_focal_loss
+from .losses import batch_iou, ce_dice_loss, logit_norm, normalized_focal_loss
 from .loop_states import (ITERATIONS, PERFECT_SHARE, THICK_MM, THICK_SHARE, load_state_sample,
                           write_states)
 from .sampler import TrainingVolumes
@@ -120,9 +120,14 @@ def residual_step(states, args, device, streams):
             dims = [2 + int(d) for d in np.flatnonzero(rng.random(3) < 0.5)]
             image_path, guidance, guess, goal = (t.flip(dims).to(device) for t in tensors)
             logits, attention = net(image_path, guidance, guess)
-            loss = normalized_focal_loss(logit_norm(logits, args.tau), goal)
-            if attention is not None:
-                loss = loss + args.attention_weight * normalized_focal_loss(attention, goal)
+            if args.loss == "ce-dice":
+                loss = ce_dice_loss(logits, goal)
+                if attention is not None:
+                    loss = loss + args.attention_weight * ce_dice_loss(torch.cat([torch.zeros_like(attention), attention], 1), goal)
+            else:
+                loss = normalized_focal_loss(logit_norm(logits, args.tau), goal)
+                if attention is not None:
+                    loss = loss + args.attention_weight * normalized_focal_loss(attention, goal)
             (loss / args.batch).backward()
             losses.append(loss.item())
             ious.append(batch_iou(logits.detach(), goal))
@@ -179,13 +184,17 @@ def train(args) -> Path:
     if args.residual:
         arch["residual"] = True
         config["f2d_sha256"] = sha256(args.init_2d)  # the f2D whose masks it learned to correct
+        # how its confidence is read: the softmax of its logits when trained without LogitNorm
+        config["confidence"] = "softmax" if args.loss == "ce-dice" else "logit-norm"
     card = {
         "architecture": f"F3D(width={args.width}, mask_attention={not args.no_mask_attention}): f2D with "
                         "Mean-ACS convolutions, guidance path, mask attention, two-class LogitNorm head",
         "transfer": None if (args.no_transfer or not args.init_2d) else str(args.init_2d),
         "data": {"manifest": str(args.manifest),
                  "split": "train.json of `snc data fetch` (validation subjects ts-ct and colin27 excluded)"},
-        "recipe": {"loss": f"NFL(LogitNorm tau={args.tau}) + {args.attention_weight} * NFL(attention)",
+        "recipe": {"loss": (f"CE + soft Dice, + {args.attention_weight} * the same on the attention logits"
+                            if args.residual and args.loss == "ce-dice" else
+                            f"NFL(LogitNorm tau={args.tau}) + {args.attention_weight} * NFL(attention)"),
                    "optimizer": "AdamW", "lr": args.lr, "batch": args.batch, "seed": args.seed},
     }
     if args.residual:
