@@ -53,7 +53,7 @@ def ce_dice_loss(logits, target, eps: float = 1.0):
     training made the guess worse, on its own training states too (grid IoU 0.475 -> 0.459). Plain
     cross-entropy keeps a gradient on every voxel; Dice keeps a small target from being traded away."""
     target = target.float()
-    cross_entropy = F.cross_entropy(logits, target[:, 0].long())
+    cross_entropy = F.cross_entropy(logits, target[:, 0].to(torch.int64))
     foreground = torch.softmax(logits, dim=1)[:, 1:]
     dims = tuple(range(1, logits.dim()))
     overlap = (foreground * target).sum(dim=dims)
