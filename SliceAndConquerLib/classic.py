@@ -177,10 +177,10 @@ class CrossRecommender:
             planes = [a.plane.index for a in session.accepted if a.plane.axis == axis]
             if planes:
                 nearest = plane_distance_mm(np.arange(span.start, span.stop), planes, session.spacing[axis])
-                squared_mm = np.minimum(squared_mm, np.expand_dims(
-                    nearest ** 2, tuple(b for b in range(3) if b != axis)).astype(np.float32))
-        weighted = np.where(voxels[box], squared_mm, 0)
-        scores = [weighted.sum(axis=tuple(b for b in range(3) if b != axis)) for axis in range(3)]
+                np.minimum(squared_mm, np.expand_dims(nearest ** 2, tuple(b for b in range(3) if b != axis))
+                           .astype(np.float32), out=squared_mm)  # in place: the box may be 10^7 voxels
+        np.copyto(squared_mm, 0, where=~voxels[box])
+        scores = [squared_mm.sum(axis=tuple(b for b in range(3) if b != axis)) for axis in range(3)]
         if allowed is not None:
             for axis in range(3):
                 scores[axis][~allowed[axis][box[axis]]] = -1

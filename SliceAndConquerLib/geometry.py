@@ -28,6 +28,11 @@ def bounding_box(mask: np.ndarray, margin=0, min_size=1):
     return tuple(box)
 
 
+def union_box(*boxes) -> tuple:
+    """The smallest box (tuple of slices) holding all of `boxes`."""
+    return tuple(slice(min(b[a].start for b in boxes), max(b[a].stop for b in boxes)) for a in range(len(boxes[0])))
+
+
 def crop(volume: np.ndarray, box) -> np.ndarray:
     """A copy of the box's voxels (a copy, so later edits of either never leak into the other)."""
     return volume[box].copy()

@@ -27,4 +27,6 @@ def normalize(image: np.ndarray, modality: str = "auto") -> np.ndarray:
         low, high = (float(v) for v in np.percentile(sample, [0.5, 99.5]))
     if high <= low:
         return np.zeros_like(image)
-    return np.clip((image - np.float32(low)) / np.float32(high - low), 0.0, 1.0, dtype=np.float32)
+    scaled = np.subtract(image, np.float32(low), dtype=np.float32)  # one new volume, then in place
+    scaled /= np.float32(high - low)
+    return np.clip(scaled, 0.0, 1.0, out=scaled)

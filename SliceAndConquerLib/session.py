@@ -14,7 +14,7 @@ import numpy as np
 
 from .clicks import Click, disk_maps
 from .errors import InputError
-from .geometry import bounding_box, usable_axes
+from .geometry import bounding_box, union_box, usable_axes
 from .intensity import normalize
 
 
@@ -50,6 +50,15 @@ class Prediction3D:
     mask: np.ndarray
     confidence: np.ndarray | None = None  # max-softmax probability per voxel, when the model gives one
     message: str | None = None  # what the user should know about this result (e.g. nothing to segment)
+    box: tuple | None = None  # set: `confidence` covers this box (slices) only, and is 1 outside it
+
+    def confidence_map(self, shape) -> np.ndarray | None:
+        """The confidence on the whole volume of `shape`."""
+        if self.box is None or self.confidence is None:
+            return self.confidence
+        whole = np.ones(shape, self.confidence.dtype)
+        whole[self.box] = self.confidence
+        return whole
 
 
 class Predictor2D(Protocol):
@@ -109,6 +118,7 @@ class Session:
         self.postprocess = postprocess  # (mask3d, accepted) -> mask3d, e.g. align.align_to_accepted
         self.mask3d = np.zeros(image.shape, bool) if existing_mask is None else np.asarray(existing_mask, bool).copy()
         self.confidence: np.ndarray | None = None
+        self._unsure_box: tuple | None = None  # the box outside which `confidence` is 1 (None: unknown)
         self.message: str | None = None       # the last 3D step's message to the user, if any
         self.accepted: list[AcceptedSlice] = []
         self._undo3d: list[_Undo3D] = []     # what each accept changed, to undo it exactly
@@ -189,23 +199,49 @@ class Session:
         entry = AcceptedSlice(stage.plane, tuple(stage.clicks), mask.copy(), align)
         accepted = [a for a in self.accepted if a.plane != stage.plane] + [entry]
         result = self.predictor3d.predict(self.image, self.spacing, self.mask3d, accepted)
-        mask3d = np.array(result.mask, bool)
+        mask3d = np.asarray(result.mask, bool)
+        if np.may_share_memory(mask3d, self.mask3d):  # a predictor that returns `previous` itself
+            mask3d = mask3d.copy()
         if self.postprocess is not None:
             mask3d = self.postprocess(mask3d, accepted)
         for entry in accepted:  # a promise to the user: accepted planes hold exactly what was accepted
             mask3d[entry.plane.where] = entry.mask
-        self._undo3d.append(_Undo3D.of_change(self.mask3d, self.confidence, self.accepted,
-                                              mask3d, result.confidence))
-        self.mask3d, self.confidence, self.accepted = mask3d, result.confidence, accepted
+        undo = _Undo3D(self.accepted, self._unsure_box, *_changed(self.mask3d, mask3d))
+        confidence = self._next_confidence(result, undo)
+        self._undo3d.append(undo)
+        self.mask3d, self.confidence, self.accepted = mask3d, confidence, accepted
         self.message = result.message
         self._stage = None
         return self.mask3d
 
+    def _next_confidence(self, result: Prediction3D, undo: _Undo3D) -> np.ndarray | None:
+        """The confidence after `result`, what it replaces recorded in `undo`. A confidence of a box
+        is written into the session's map in place: a second map of a 512x512x300 CT is 157 MB."""
+        old, new = self.confidence, result.confidence
+        if new is not None and result.box is not None:
+            if old is not None and old.dtype == new.dtype and self._unsure_box is not None:
+                changes = union_box(self._unsure_box, result.box)
+                undo.confidence_box, undo.confidence = changes, old[changes].copy()
+                old[self._unsure_box] = 1
+            else:  # the first map, or one whose unsure part is not known: a new map
+                undo.confidence, undo.whole_confidence = old, True
+                old = np.ones(self.mask3d.shape, new.dtype)
+            old[result.box] = new
+            self._unsure_box = result.box
+            return old
+        self._unsure_box = None
+        if old is None or new is None or old.dtype != new.dtype:
+            undo.confidence, undo.whole_confidence = old, True
+        else:
+            undo.confidence_box, undo.confidence = _changed(old, new)
+        return new
+
     def undo_slice(self) -> np.ndarray:
         """Undo the last accept: the 3D mask, confidence and accepted planes return exactly."""
         if self._undo3d:
-            self.mask3d, self.confidence, self.accepted = self._undo3d.pop().restore(
-                self.mask3d, self.confidence)
+            undo = self._undo3d.pop()
+            self.mask3d, self.confidence = undo.restore(self.mask3d, self.confidence)
+            self.accepted, self._unsure_box = undo.accepted, undo.unsure_box
             self._stage = None
         return self.mask3d
 
@@ -221,52 +257,59 @@ class Session:
 
 @dataclass
 class _Undo3D:
-    """The state before an accept, kept as the box around the voxels the accept changed: whole copies
-    of a 512x512x300 mask and its float16 confidence would hold 236 MB per accept."""
+    """The state before an accept, kept as boxes around what the accept changed: whole copies of a
+    512x512x300 mask and its float16 confidence would hold 236 MB per accept."""
     accepted: list
-    box: tuple | None            # None: the accept changed no voxel
-    mask: np.ndarray | None      # the earlier mask3d inside `box`
-    confidence: np.ndarray | None  # the earlier confidence inside `box`, or whole (see whole_confidence)
-    whole_confidence: bool       # the confidence was (or became) None or changed type: kept whole
-
-    @classmethod
-    def of_change(cls, mask, confidence, accepted, new_mask, new_confidence) -> _Undo3D:
-        changed = mask != new_mask
-        whole = confidence is None or new_confidence is None or confidence.dtype != new_confidence.dtype
-        if not whole:
-            changed |= confidence != new_confidence
-        box = bounding_box(changed)
-        return cls(accepted, box, None if box is None else mask[box].copy(),
-                   confidence if whole else None if box is None else confidence[box].copy(), whole)
+    unsure_box: tuple | None            # the session's earlier `_unsure_box`
+    mask_box: tuple | None              # None: the accept changed no voxel of the mask
+    mask: np.ndarray | None             # the earlier mask3d inside `mask_box`
+    confidence_box: tuple | None = None  # where the confidence changed (None: nowhere, or kept whole)
+    confidence: np.ndarray | None = None  # the earlier confidence inside `confidence_box`, or whole
+    whole_confidence: bool = False       # the confidence was (or became) None or changed type: kept whole
 
     def restore(self, mask, confidence) -> tuple:
-        """(mask3d, confidence, accepted) as they were, from the current mask and confidence (new
-        arrays: the current ones may be on display)."""
+        """(mask3d, confidence) as they were, from the current ones (new arrays where they changed:
+        the current ones may be on display)."""
         mask = mask.copy()
-        if not self.whole_confidence:
+        if self.mask_box is not None:
+            mask[self.mask_box] = self.mask
+        if self.whole_confidence:
+            return mask, self.confidence
+        if self.confidence_box is not None:
             confidence = confidence.copy()
-        if self.box is not None:
-            mask[self.box] = self.mask
-            if not self.whole_confidence:
-                confidence[self.box] = self.confidence
-        return mask, self.confidence if self.whole_confidence else confidence, self.accepted
+            confidence[self.confidence_box] = self.confidence
+        return mask, confidence
 
 
-def guidance_volumes(accepted: Sequence[AcceptedSlice], shape, box=None) -> np.ndarray:
-    """float32 [4, *shape]: positive and negative click disks, accepted 2D masks, accepted-plane marker.
+def _changed(old: np.ndarray, new: np.ndarray, slab: int = 16) -> tuple:
+    """(box around the voxels where `new` differs from `old`, old values in that box), or (None, None).
+    Compared slab by slab along the first axis: a whole-volume comparison of a CT is 79 MB."""
+    boxes = []
+    for start in range(0, old.shape[0], slab):
+        box = bounding_box(old[start:start + slab] != new[start:start + slab])
+        if box is not None:
+            boxes.append((slice(start + box[0].start, start + box[0].stop),) + box[1:])
+    if not boxes:
+        return None, None
+    box = union_box(*boxes)
+    return box, old[box].copy()
+
+
+def guidance_volumes(accepted: Sequence[AcceptedSlice], shape, box=None, dtype=np.float32) -> np.ndarray:
+    """[4, *shape] of 0/1: positive and negative click disks, accepted 2D masks, accepted-plane marker.
     With `box` (a tuple of slices of a volume of `shape`), only that box is built: what f3D needs
-    on its region of interest without a full-size 4-channel volume."""
+    on its region of interest without a full-size 4-channel volume (in uint8, a quarter of float32's)."""
     box = tuple(slice(0, n) for n in shape) if box is None else box
-    volumes = np.zeros((4,) + tuple(b.stop - b.start for b in box), dtype=np.float32)
+    volumes = np.zeros((4,) + tuple(b.stop - b.start for b in box), dtype=dtype)
     for entry in accepted:
         axis, index = entry.plane.axis, entry.plane.index
         if not box[axis].start <= index < box[axis].stop:
             continue
         in_plane = [box[a] for a in range(3) if a != axis]
         clicks_2d = disk_maps(entry.clicks, entry.mask.shape)[(slice(None), *in_plane)]
-        planes = [entry.mask[tuple(in_plane)].astype(np.float32), np.ones(clicks_2d.shape[1:], np.float32)]
+        planes = [entry.mask[tuple(in_plane)], np.ones(clicks_2d.shape[1:], bool)]
         where = Plane(axis, index - box[axis].start).where  # the plane's slice of the box
         for channel, values in enumerate(list(clicks_2d) + planes):
             target = volumes[channel][where]
-            np.maximum(target, values, out=target)
+            np.maximum(target, values.astype(dtype), out=target)
     return volumes

@@ -127,7 +127,11 @@ def shape_prior(accepted, shape, spacing, box=None, power: float = BLEND_POWER,
         support |= np.expand_dims(covered, along)
     if not weights:
         return np.full(size, OUTSIDE_MM, np.float32), support
-    total /= np.maximum(sum(weights), np.float32(1e-12))
+    del estimate
+    denominator = np.zeros(size, np.float32)  # the weights of the axes, summed in place
+    for weight in weights:
+        denominator += weight
+    total /= np.maximum(denominator, np.float32(1e-12), out=denominator)
     return total, support
 
 
@@ -162,10 +166,13 @@ def image_prior(image: np.ndarray, accepted, spacing, box=None,
     if ratio is None:
         return distance > 0, support
     box = tuple(slice(0, n) for n in image.shape) if box is None else box
-    scaled = image[box] * np.float32(INTENSITY_BINS)  # float32, uint8 and in-place: the box is large
-    np.clip(scaled, 0, INTENSITY_BINS - 1, out=scaled)
-    distance += (mm_per_nat * ratio).astype(np.float32)[scaled.astype(np.uint8)]
+    evidence, region = (mm_per_nat * ratio).astype(np.float32), image[box]
+    for start in range(0, region.shape[0], 8):  # slab by slab: the box of a large CT has 10^7 voxels
+        bins = region[start:start + 8] * np.float32(INTENSITY_BINS)
+        np.clip(bins, 0, INTENSITY_BINS - 1, out=bins)
+        distance[start:start + 8] += evidence[bins.astype(np.uint8)]
     mask = distance > 0
+    del distance
     labels, _ = ndimage.label(mask)
     keep = np.unique(labels[_accepted_target(accepted, box) & mask])
     return np.isin(labels, keep[keep > 0]), support

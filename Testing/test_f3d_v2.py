@@ -41,7 +41,7 @@ def test_untrained_residual_f3d_returns_exactly_the_guess(transfer):
     guess = ShapePrior3D().predict(image, spacing, previous, accepted).mask
     result = ResidualNetwork3D(model, "cpu").predict(image, spacing, previous, accepted)
     assert np.array_equal(result.mask, guess) and guess[3, 3, 3]
-    assert result.confidence.shape == image.shape
+    assert result.confidence_map(image.shape).shape == image.shape
 
 
 def test_guess_logit_has_the_guess_sign_and_is_clipped():

@@ -112,22 +112,32 @@ def test_accepted_planes_hold_exactly_the_accepted_masks(sphere_image, toy_predi
 
 
 class _LocalPredictor3D:
-    """Paints a 5-voxel slab around each accepted plane's mask, and is unsure (0.5) on that slab."""
+    """Paints a 5-voxel slab around each accepted plane's mask, and is unsure (0.5) on that slab; with
+    `boxed`, its confidence covers only the box of its unsure voxels (as f3D's ROI does)."""
     name = "local"
 
+    def __init__(self, boxed=False):
+        self.boxed = boxed
+
     def predict(self, image, spacing, previous, accepted):
+        from SliceAndConquerLib.geometry import bounding_box
+
         mask, confidence = previous.copy(), np.ones(image.shape, np.float16)
         for entry in accepted:
             slab = [slice(None)] * 3
             slab[entry.plane.axis] = slice(max(entry.plane.index - 2, 0), entry.plane.index + 3)
             mask[tuple(slab)] |= np.expand_dims(entry.mask, entry.plane.axis)
             confidence[tuple(slab)][mask[tuple(slab)]] = 0.5
+        if self.boxed:
+            box = bounding_box(confidence < 1)
+            return Prediction3D(mask, confidence[box].copy(), box=box)
         return Prediction3D(mask, confidence)
 
 
-def test_undo_slice_restores_confidence_exactly_and_keeps_only_the_changed_box(toy_predictors):
+@pytest.mark.parametrize("boxed", [False, True])
+def test_undo_slice_restores_confidence_exactly_and_keeps_only_the_changed_box(toy_predictors, boxed):
     session = Session(np.zeros((64, 64, 64), np.float32), (1.0, 1.0, 1.0), toy_predictors[0],
-                      _LocalPredictor3D())
+                      _LocalPredictor3D(boxed))
     states = [(session.mask3d.copy(), session.confidence)]
     for axis, index in ((0, 20), (2, 40)):
         session.begin_slice(Plane(axis, index))
@@ -144,3 +154,31 @@ def test_undo_slice_restores_confidence_exactly_and_keeps_only_the_changed_box(t
             assert session.confidence is None
         else:
             assert np.array_equal(session.confidence, confidence)
+    for axis, index in ((0, 20), (2, 40)):  # the same accepts again: the same maps as the first time
+        session.begin_slice(Plane(axis, index))
+        square = np.zeros((64, 64), bool)
+        square[10:20, 30:44] = True
+        session.accept_slice(mask=square)
+    assert np.array_equal(session.confidence, states[-1][1]) and np.array_equal(session.mask3d, states[-1][0])
+
+
+def test_a_boxed_confidence_is_one_outside_the_latest_box(toy_predictors):
+    """Written in place, the map of an earlier accept's box must not survive outside the new one."""
+    class LastPlaneOnly(_LocalPredictor3D):  # unsure around the latest accepted plane only
+        def predict(self, image, spacing, previous, accepted):
+            return super().predict(image, spacing, previous, accepted[-1:])
+
+    session = Session(np.zeros((64, 64, 64), np.float32), (1.0, 1.0, 1.0), toy_predictors[0],
+                      LastPlaneOnly(boxed=True))
+    square = np.zeros((64, 64), bool)
+    square[10:20, 30:44] = True
+    maps, masks = [], []
+    for axis, index in ((0, 20), (2, 40)):
+        masks.append(session.mask3d.copy())
+        session.begin_slice(Plane(axis, index))
+        session.accept_slice(mask=square)
+        maps.append(session.confidence.copy())
+    alone = _LocalPredictor3D().predict(session.image, session.spacing, masks[1], session.accepted[-1:]).confidence
+    assert np.array_equal(maps[1], alone) and (maps[0] < 1).any() and not np.array_equal(maps[0], maps[1])
+    session.undo_slice()
+    assert np.array_equal(session.confidence, maps[0])

@@ -35,7 +35,7 @@ class TorchLayers3D:
             for _ in range(self.iterations):
                 x = torch.tanh(torch.nn.functional.conv3d(x, self.weight, padding=1))
         prediction = self.inner.predict(image, spacing, previous, accepted)
-        return Prediction3D(prediction.mask, prediction.confidence)
+        return Prediction3D(prediction.mask, prediction.confidence, box=prediction.box)
 
 
 def _pythonqt_event_loop(logic, poll, budget_s, period_s=0.1):

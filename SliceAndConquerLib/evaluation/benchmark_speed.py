@@ -24,7 +24,6 @@ from ..models.roi import roi_for
 from ..models.weights import shipped
 from ..pipelines import best_pipeline, snc_session
 from ..session import AcceptedSlice, Plane
-from .benchmark_f2d import latency_ms
 
 VOLUME_SHAPE = (128, 256, 256)     # [k, j, i]: 256 x 256 x 128 voxels
 CT_SHAPE = (300, 512, 512)
@@ -86,16 +85,15 @@ def time_iteration(f2d, f3d, repeats=5):
     return statistics.median(f3d_times[1:]), statistics.median(step_times[1:]), list(roi.grid)
 
 
-def time_default_accepts(shape, accepts=3) -> float:
-    """Median seconds of one click + accept + recommendation of the default pipeline
-    (`pipelines.best_pipeline`) on a synthetic volume of `shape`."""
-    _, factory, _ = best_pipeline()
+def time_accepts(factory, shape, accepts=3) -> float:
+    """Median seconds of one click + accept + recommendation of the session `factory(image, spacing)`
+    makes, on a synthetic volume of `shape`."""
     image, truth = synthetic_volume(shape)
     session = factory(image, (2.0, 0.8, 0.8))
     plane, times = Plane(0, shape[0] // 2), []
     for _ in range(accepts):
         start = time.perf_counter()
-        plane = _click_and_accept(session, truth, plane)
+        plane = _click_and_accept(session, truth, plane) or Plane(1, shape[1] // 2)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -140,14 +138,20 @@ def _size(shape) -> str:
 
 
 def benchmark(threads: int = 2) -> dict:
+    # imported here: the memory runs import this module, and must hold only what the Slicer module
+    # imports (benchmark_f2d brings the evaluation's file readers, SimpleITK's ~110 MB among them)
+    from .benchmark_f2d import latency_ms
+
     torch.set_num_threads(threads)
     f2d, f3d, names = predictors()
     f3d_s, iteration_s, grid = time_iteration(f2d, f3d)
     return {"f2d_ms_512": latency_ms(f2d, 512), "f3d_s_roi": round(f3d_s, 3), "roi_shape": grid,
             "iteration_s": round(iteration_s, 3), "volume_shape": _size(VOLUME_SHAPE),
             "default_pipeline": best_pipeline()[0],
-            "default_accept_s": {_size(shape): round(time_default_accepts(shape), 3)
+            "default_accept_s": {_size(shape): round(time_accepts(best_pipeline()[1], shape), 3)
                                  for shape in (VOLUME_SHAPE, CT_SHAPE)},
+            "snc_accept_s": {_size(shape): round(time_accepts(lambda i, s: _session(i, f2d, f3d), shape), 3)
+                             for shape in (VOLUME_SHAPE, CT_SHAPE)},
             "peak_rss_mb": {name: peak_memory_mb(name) for name in ("snc", "default")},
             "threads": torch.get_num_threads(), "device": "cpu", "weights": names}
 

@@ -56,14 +56,19 @@ def to_grid(volume: torch.Tensor, grid, thin: bool = False) -> torch.Tensor:
     return F.adaptive_max_pool3d(volume, tuple(grid))
 
 
+def channels_to_grid(channels, grid, thin: bool = False) -> torch.Tensor:
+    """Arrays of the ROI's shape (any dtype) -> [1, C, *grid] float32, one channel at a time: an ROI
+    of a large CT has 10^7 voxels, so a float32 copy of all channels at once would cost ~0.3 GB."""
+    as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, np.float32))[None, None]  # noqa: E731
+    return torch.cat([to_grid(as_tensor(channel), grid, thin) for channel in channels], 1)
+
+
 def roi_inputs(image, spacing, previous, accepted, roi: ROI, prior_power: float = BLEND_POWER,
                prior_fall_off: float = FALL_OFF_SCALE):
     """Network inputs on the working grid: image path [1, 2, *grid] and guidance [1, 4, *grid]."""
-    as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, np.float32))[None]  # noqa: E731
     prior = prior_or_previous(accepted, spacing, previous, roi.box, prior_power, prior_fall_off)  # M_{t-1}
-    image_path = as_tensor(np.stack([image[roi.box], prior.astype(np.float32)]))
-    guidance = as_tensor(guidance_volumes(accepted, image.shape, roi.box))
-    return to_grid(image_path, roi.grid), to_grid(guidance, roi.grid, thin=True)
+    return (channels_to_grid([image[roi.box], prior], roi.grid),
+            channels_to_grid(guidance_volumes(accepted, image.shape, roi.box, np.uint8), roi.grid, thin=True))
 
 
 class Network3D:
@@ -94,9 +99,7 @@ class Network3D:
         mask = previous.copy()
         mask[roi.box] = probability > 0.5
         # Outside the ROI nothing was predicted: counted as confident, so never recommended.
-        confidence = np.ones(image.shape, np.float16)
-        confidence[roi.box] = np.maximum(probability, 1 - probability)
-        return Prediction3D(mask, confidence)
+        return Prediction3D(mask, np.maximum(probability, 1 - probability).astype(np.float16), box=roi.box)
 
 
 def guess_logit(guess: np.ndarray, voxel_mm) -> np.ndarray:
@@ -130,9 +133,8 @@ def residual_inputs(image, spacing, previous, accepted, guesser=None, grid_size:
     if roi is None:
         return None
     guess = (guesser or ShapePrior3D()).predict(image, spacing, previous, accepted).mask
-    as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, np.float32))[None]  # noqa: E731
-    image_path = to_grid(as_tensor(np.stack([image[roi.box], guess[roi.box].astype(np.float32)])), roi.grid)
-    guidance = to_grid(as_tensor(guidance_volumes(accepted, image.shape, roi.box)), roi.grid, thin=True)
+    image_path = channels_to_grid([image[roi.box], guess[roi.box]], roi.grid)
+    guidance = channels_to_grid(guidance_volumes(accepted, image.shape, roi.box, np.uint8), roi.grid, thin=True)
     voxel_mm = np.asarray(roi.shape) * np.asarray(spacing) / np.asarray(roi.grid)
     logit = guess_logit(image_path[0, 1].numpy() > 0.5, voxel_mm)
     return ResidualInputs(roi, guess, image_path, guidance, torch.from_numpy(logit)[None, None])
@@ -159,17 +161,40 @@ class ResidualNetwork3D:
             return Prediction3D(np.array(previous, bool), None, EMPTY_ACCEPT)
         roi = inputs.roi
         residual, _ = self.model.residual(inputs.image_path.to(self.device), inputs.guidance.to(self.device))
-        up = lambda t: F.interpolate(t.float().cpu(), size=roi.shape, mode="trilinear", align_corners=False)[0]  # noqa: E731
-        residual = up(residual)
-        guess = torch.from_numpy(inputs.guess[roi.box])
+        residual = residual.float().cpu()
+        # At the ROI's full resolution (up to 10^7 voxels) every array counts, so only single-channel
+        # arrays are made, and updated in place.
+        up = lambda t: F.interpolate(t, size=roi.shape, mode="trilinear", align_corners=False)[0, 0].numpy()  # noqa: E731
         # the guess logit at full resolution, its sign the guess's (interpolation blurs the surface)
-        logit = up(inputs.guess_logit)[0]
-        logit = torch.where(guess, logit.clamp_min(1e-3), logit.clamp_max(-1e-3))
-        logits = residual + torch.stack([torch.zeros_like(logit), logit])
-        calibrated = logits[None] if self.tau is None else logit_norm(logits[None], self.tau)
-        probability = torch.softmax(calibrated, dim=1)[0, 1].numpy()
-        mask = inputs.guess.copy()
-        mask[roi.box] = logits[1].numpy() > logits[0].numpy()
-        confidence = np.ones(image.shape, np.float16)  # outside the ROI: the guess, never recommended
-        confidence[roi.box] = np.maximum(probability, 1 - probability)
-        return Prediction3D(mask, confidence)
+        logit = up(inputs.guess_logit)
+        inside = inputs.guess[roi.box]
+        np.maximum(logit, 1e-3, out=logit, where=inside)
+        np.minimum(logit, -1e-3, out=logit, where=~inside)
+        # Two classes: the foreground logit's margin over the background's decides and, through a
+        # sigmoid, is the softmax. Trilinear interpolation is linear: up(a) - up(b) = up(a - b).
+        if self.tau is None:
+            margin = up(residual[:, 1:] - residual[:, :1])
+            margin += logit
+            del logit
+        else:  # LogitNorm: both logits divided by tau times their norm
+            background, margin = up(residual[:, :1]), up(residual[:, 1:])
+            margin += logit
+            del logit
+            norm = np.hypot(background, margin)
+            margin -= background
+            del background
+            norm *= self.tau
+            norm += 1e-7
+            margin /= norm
+            del norm
+        mask = inputs.guess  # the guesser's own array (a copy of `previous`): the result is written into it
+        if np.may_share_memory(mask, previous):
+            mask = mask.copy()
+        mask[roi.box] = margin > 0
+        # max-softmax of two classes: sigmoid(|margin|) = 1 / (1 + exp(-|margin|))
+        np.abs(margin, out=margin)
+        np.negative(margin, out=margin)
+        np.exp(margin, out=margin)
+        margin += 1
+        confidence = np.reciprocal(margin, out=margin).astype(np.float16)
+        return Prediction3D(mask, confidence, box=roi.box)  # outside the ROI: the guess, never recommended
