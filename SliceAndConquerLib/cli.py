@@ -168,6 +168,28 @@ def _benchmark_speed(args):
     print(f"wrote {args.out}")
 
 
+def _benchmark_f3d_states(args):
+    import json
+
+    import torch
+
+    from .models.weights import shipped
+    from .training.loop_states import residual_gain
+
+    torch.set_num_threads(args.threads)
+    weights = args.model or shipped("f3d")
+    if weights is None:
+        raise InputError("no f3D weights: pass --model or train them with `snc train f3d --residual`")
+    result = residual_gain(weights, args.states, args.count, args.seed)
+    print(f"{result['count']} states: grid IoU guess {result['iou_guess']:.3f}, f3D {result['iou_f3d']:.3f}")
+    for slices, row in result["by_slices"].items():
+        print(f"  {slices} accepted ({row['count']}): guess {row['iou_guess']:.3f}, f3D {row['iou_f3d']:.3f}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+        print(f"wrote {args.out}")
+
+
 def _color(text):
     try:
         color = tuple(float(v) for v in text.split(","))
@@ -339,6 +361,14 @@ def build_parser() -> argparse.ArgumentParser:
     speed = bench_kinds.add_parser("speed", help="f2D click latency, f3D on its ROI, accept step, peak memory")
     speed.add_argument("--out", type=Path, required=True)
     speed.set_defaults(run=_benchmark_speed)
+    states = bench_kinds.add_parser("f3d-states", help="f3D v2 against the guess it corrects, on loop states")
+    states.add_argument("--states", type=Path, required=True, help="a training run's states folder")
+    states.add_argument("--model", type=Path, help="f3D v2 weights (default: the shipped f3d.pt)")
+    states.add_argument("--count", type=int, default=120)
+    states.add_argument("--seed", type=int, default=0)
+    states.add_argument("--threads", type=int, default=2)
+    states.add_argument("--out", type=Path, help="also write the numbers here (JSON)")
+    states.set_defaults(run=_benchmark_f3d_states)
     return parser
 
 

@@ -121,6 +121,7 @@ def test_train_residual_f3d_command_simulates_loop_states(tmp_path):
     from SliceAndConquerLib.training.loop_states import load_state_sample
 
     manifest = _tiny_manifest(tmp_path)
+    torch.manual_seed(1)  # the untrained f2D decides whether a run gives states (with seed 0 none does)
     f2d_path = save_weights(tmp_path / "f2d.pt", F2D(width=8), {"arch": {"width": 8}})
     write_card(f2d_path, {"model": "f2d"})
     out = tmp_path / "run"
@@ -140,6 +141,14 @@ def test_train_residual_f3d_command_simulates_loop_states(tmp_path):
     network = load_f3d(out / "f3d.pt", "cpu", f2d_weights=f2d_path)
     assert isinstance(network, ResidualNetwork3D)
     assert network.tau is None  # trained without LogitNorm: its softmax is read as the confidence
+    # `snc benchmark f3d-states`: the residual's gain over its guess on these states; an untrained
+    # residual (a zero head) is its guess exactly
+    untrained = _weights(tmp_path, "untrained.pt", {"arch": {"width": 8, "residual": True}})
+    assert main(["benchmark", "f3d-states", "--states", str(out / "states"), "--model", str(untrained),
+                 "--threads", "1", "--out", str(tmp_path / "gain.json")]) == 0
+    gain = json.loads((tmp_path / "gain.json").read_text())
+    assert gain["count"] == len(states) and gain["iou_f3d"] == gain["iou_guess"] > 0
+    assert sum(row["count"] for row in gain["by_slices"].values()) == len(states)
 
 
 def test_ce_dice_keeps_a_gradient_on_the_voxels_the_guess_has_right():

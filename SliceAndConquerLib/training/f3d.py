@@ -188,7 +188,8 @@ def train(args) -> Path:
         config["confidence"] = "softmax" if args.loss == "ce-dice" else "logit-norm"
     card = {
         "architecture": f"F3D(width={args.width}, mask_attention={not args.no_mask_attention}): f2D with "
-                        "Mean-ACS convolutions, guidance path, mask attention, two-class LogitNorm head",
+                        "Mean-ACS convolutions, guidance path, mask attention, two-class "
+                        + ("head" if args.residual and args.loss == "ce-dice" else "LogitNorm head"),
         "transfer": None if (args.no_transfer or not args.init_2d) else str(args.init_2d),
         "data": {"manifest": str(args.manifest),
                  "split": "train.json of `snc data fetch` (validation subjects ts-ct and colin27 excluded)"},

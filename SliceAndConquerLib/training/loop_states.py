@@ -143,3 +143,34 @@ def write_states(manifest, folder, runs: int, workers: int, seed: int, f2d_weigh
             pool.map(_generate, jobs)
     marker.write_text(json.dumps(settings) + "\n")
     return sorted(folder.glob("state-*.npz"))
+
+
+def residual_gain(f3d_weights, folder, count: int = 120, seed: int = 0) -> dict:
+    """Grid IoU with the ground truth of the guess and of f3D v2 (guess + residual) on `count` states
+    of `folder` drawn at random (seeded), overall and per number of accepted slices: does the
+    residual improve the guess it was trained on? (`snc benchmark f3d-states`)"""
+    from ..errors import InputError
+    from ..models.predictor3d import load_f3d
+
+    files = sorted(Path(folder).glob("state-*.npz"))
+    if not files:
+        raise InputError(f"{folder}: no loop state (state-*.npz) here")
+    network = load_f3d(f3d_weights, "cpu")
+    if not hasattr(network.model, "residual"):
+        raise InputError(f"{f3d_weights}: an f3D v1; loop states are for f3D v2 (--residual)")
+    picked = np.random.default_rng(seed).choice(len(files), size=min(count, len(files)), replace=False)
+    iou = lambda a, b: float((a & b).sum() / max((a | b).sum(), 1))  # noqa: E731
+    rows = {}
+    with torch.inference_mode():
+        for i in picked:
+            image_path, guidance, guess, goal, slices = load_state_sample(files[i])
+            logits, _ = network.model(image_path, guidance, guess)
+            truth = goal[0, 0].numpy() > 0.5
+            rows.setdefault(slices, []).append((iou(guess[0, 0].numpy() > 0, truth),
+                                                iou((logits[0, 1] > logits[0, 0]).numpy(), truth)))
+    mean = lambda pairs, k: round(float(np.mean([p[k] for p in pairs])), 4)  # noqa: E731
+    every = [p for pairs in rows.values() for p in pairs]
+    return {"weights": str(f3d_weights), "states": str(folder), "count": len(every), "seed": seed,
+            "iou_guess": mean(every, 0), "iou_f3d": mean(every, 1),
+            "by_slices": {k: {"count": len(rows[k]), "iou_guess": mean(rows[k], 0), "iou_f3d": mean(rows[k], 1)}
+                          for k in sorted(rows)}}
