@@ -1,7 +1,7 @@
 """Next-slice recommendation from the 3D result's confidence (paper Eq. 2).
 
-C_t is the max-softmax confidence of f3D (of its LogitNorm-normalised logits, the quantity training
-calibrates); a voxel is under-confident when C_t <= TAU. Every slice of
+C_t is the max-softmax confidence of f3D (of its LogitNorm-normalised logits for weights trained with
+LogitNorm, of its plain logits for CE-trained ones); a voxel is under-confident when C_t <= TAU. Every slice of
 all three axes is scored by its number of under-confident voxels and the highest wins (the paper's
 argmin over confident counts, stated as "the slice with the most under-confident pixels"), with:
 - edge confidence enhancement: voxels within EDGE_BAND of the predicted boundary count as confident,
