@@ -74,7 +74,9 @@ class Predictor3D(Protocol):
 
     def predict(self, image: np.ndarray, spacing, previous: np.ndarray,
                 accepted: Sequence[AcceptedSlice]) -> Prediction3D:
-        """3D mask from the normalised image, the previous 3D mask and every accepted slice."""
+        """3D mask from the normalised image, the previous 3D mask and every accepted slice. A
+        confidence may cover the whole volume or, with `Prediction3D.box`, only the box it was
+        computed on (cheaper on a large volume: the session writes it into its map in place)."""
 
 
 class Recommender(Protocol):
