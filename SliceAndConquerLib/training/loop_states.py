@@ -150,13 +150,13 @@ def residual_gain(f3d_weights, folder, count: int = 120, seed: int = 0) -> dict:
     of `folder` drawn at random (seeded), overall and per number of accepted slices: does the
     residual improve the guess it was trained on? (`snc benchmark f3d-states`)"""
     from ..errors import InputError
-    from ..models.predictor3d import load_f3d
+    from ..models.predictor3d import ResidualNetwork3D, load_f3d
 
     files = sorted(Path(folder).glob("state-*.npz"))
     if not files:
         raise InputError(f"{folder}: no loop state (state-*.npz) here")
     network = load_f3d(f3d_weights, "cpu")
-    if not hasattr(network.model, "residual"):
+    if not isinstance(network, ResidualNetwork3D):
         raise InputError(f"{f3d_weights}: an f3D v1; loop states are for f3D v2 (--residual)")
     picked = np.random.default_rng(seed).choice(len(files), size=min(count, len(files)), replace=False)
     iou = lambda a, b: float((a & b).sum() / max((a | b).sum(), 1))  # noqa: E731
