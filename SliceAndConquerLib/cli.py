@@ -337,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "soft Dice (default), or NFL on LogitNorm-ed logits as f3D v1 (which made the guess worse)")
     f3d.add_argument("--loop-runs", type=int, default=300, help="--residual: robot runs simulated for the "
                      "training states (six states each; cached in OUT/states)")
+    f3d.add_argument("--engine-runs", type=int, default=0, help="--residual: robot runs on the data engine's "
+                     "volumes besides (label-synthesised images, painted lesions; cached in OUT/states-engine)")
     f3d.add_argument("--state-workers", type=int, default=2, help="--residual: processes that simulate them")
     f3d.add_argument("--seed", type=int, default=0)
     f3d.add_argument("--device", default="auto")

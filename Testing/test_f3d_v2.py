@@ -126,17 +126,23 @@ def test_train_residual_f3d_command_simulates_loop_states(tmp_path):
     write_card(f2d_path, {"model": "f2d"})
     out = tmp_path / "run"
     args = ["train", "f3d", "--residual", "--manifest", str(manifest), "--init-2d", str(f2d_path),
-            "--out", str(out), "--batch", "1", "--threads", "1", "--loop-runs", "2", "--state-workers", "1"]
+            "--out", str(out), "--batch", "1", "--threads", "1", "--loop-runs", "2", "--state-workers", "1",
+            "--engine-runs", "2"]
     assert main(args + ["--steps", "2"]) == 0
-    states = sorted((out / "states").glob("state-*.npz"))
-    assert states and {int(p.stem.rsplit("-", 1)[1]) for p in states} <= set(range(1, 7))
+    real = sorted((out / "states").glob("state-*.npz"))
+    engine = sorted((out / "states-engine").glob("state-*.npz"))
+    assert real and engine, "both sources give states"
+    states = real + engine
+    assert {int(p.stem.rsplit("-", 1)[1]) for p in states} <= set(range(1, 7))
+    assert json.loads((out / "states-engine" / "settings.json").read_text())["source"] == "engine"
     image_path, guidance, guess, goal, slices = load_state_sample(states[0])
     assert image_path.shape[1] == 2 and guidance.shape[1] == 4 and guess.shape == goal.shape
-    before = {p.name: p.stat().st_mtime_ns for p in states}
+    before = {str(p): p.stat().st_mtime_ns for p in states}
     assert main(args + ["--steps", "3", "--resume"]) == 0   # the states are reused, not made again
-    assert {p.name: p.stat().st_mtime_ns for p in (out / "states").glob("state-*.npz")} == before
+    assert {str(p): p.stat().st_mtime_ns for p in states} == before
     card = json.loads((out / "f3d.json").read_text())
     assert card["steps"] == 3 and card["data"]["loop_states"]["files"] == len(states)
+    assert card["data"]["loop_states"]["engine_files"] == len(engine)
     assert card["recipe"]["loss"].startswith("CE + soft Dice")
     network = load_f3d(out / "f3d.pt", "cpu", f2d_weights=f2d_path)
     assert isinstance(network, ResidualNetwork3D)
@@ -147,8 +153,55 @@ def test_train_residual_f3d_command_simulates_loop_states(tmp_path):
     assert main(["benchmark", "f3d-states", "--states", str(out / "states"), "--model", str(untrained),
                  "--threads", "1", "--out", str(tmp_path / "gain.json")]) == 0
     gain = json.loads((tmp_path / "gain.json").read_text())
-    assert gain["count"] == len(states) and gain["iou_f3d"] == gain["iou_guess"] > 0
-    assert sum(row["count"] for row in gain["by_slices"].values()) == len(states)
+    assert gain["count"] == len(real) and gain["iou_f3d"] == gain["iou_guess"] > 0
+    assert sum(row["count"] for row in gain["by_slices"].values()) == len(real)
+
+
+def test_engine_volume_synthesis_is_deterministic_and_its_target_is_its_label():
+    from test_f2d_v2 import _label_volume
+    from SliceAndConquerLib.training import synth
+
+    labels = _label_volume()
+    first = synth.synth_volume_from_labels(labels, 2, np.random.default_rng(7))
+    again = synth.synth_volume_from_labels(labels, 2, np.random.default_rng(7))
+    other = synth.synth_volume_from_labels(labels, 2, np.random.default_rng(8))
+    assert np.array_equal(first[0], again[0]) and np.array_equal(first[1], again[1])
+    assert not np.array_equal(first[0], other[0])
+    assert first[0].shape == labels.shape and first[0].dtype == np.float32
+    assert 0 <= first[0].min() and first[0].max() <= 1
+    plain = synth.EngineSettings(elastic_px=(0.0, 0.0), noise=(0.0, 0.0), blur_px=(0.0, 0.0), bias=0.0)
+    for seed in range(4):
+        image, truth = synth.synth_volume_from_labels(labels, 2, np.random.default_rng(seed), plain)
+        assert np.array_equal(truth, labels == 2)
+        assert image[truth].std() < 0.1, "one label, one intensity (plus a faint texture)"
+    deformed = synth.EngineSettings(elastic_px=(5.0, 6.0), noise=(0.0, 0.0), blur_px=(0.0, 0.0), bias=0.0)
+    for seed in range(4):
+        image, truth = synth.synth_volume_from_labels(labels, 2, np.random.default_rng(seed), deformed)
+        assert not np.array_equal(truth, labels == 2) and 0.5 < truth.sum() / (labels == 2).sum() < 2
+        assert image[truth].std() < 0.1
+
+
+def test_engine_lesions_lie_inside_the_body_and_change_nothing_else():
+    from SliceAndConquerLib.training import synth
+
+    shape, spacing = (40, 80, 80), (2.0, 1.0, 1.0)
+    body = make_sphere(shape, centre=(20, 40, 40), radius=34, spacing=spacing)
+    host = make_sphere(shape, centre=(20, 40, 40), radius=24, spacing=spacing)
+    rng = np.random.default_rng(0)
+    image = np.where(body, 0.4 + 0.2 * host + rng.normal(0, 0.02, shape), 0.0).astype(np.float32)
+    made = 0
+    for seed in range(6):
+        out = synth.synth_lesion_volume(image, host, spacing, np.random.default_rng(seed))
+        if out is None:
+            continue
+        made += 1
+        painted, lesion = out
+        assert lesion.any() and not (lesion & ~body).any()
+        assert np.array_equal(painted[~body], image[~body]), "nothing painted outside the body"
+        assert 0 <= painted.min() and painted.max() <= 1
+        again = synth.synth_lesion_volume(image, host, spacing, np.random.default_rng(seed))
+        assert np.array_equal(again[0], painted) and np.array_equal(again[1], lesion)
+    assert made >= 3
 
 
 def test_ce_dice_keeps_a_gradient_on_the_voxels_the_guess_has_right():

@@ -29,7 +29,7 @@ from ..session import AcceptedSlice, Plane
 from ..shape_prior import BLEND_POWER, FALL_OFF_SCALE
 from .common import RESTART_AT, Job, run, setup
 from .losses import batch_iou, ce_dice_loss, logit_norm, normalized_focal_loss
-from .loop_states import (ITERATIONS, PERFECT_SHARE, THICK_MM, THICK_SHARE, load_state_sample,
+from .loop_states import (ITERATIONS, LESION_SHARE, PERFECT_SHARE, THICK_MM, THICK_SHARE, load_state_sample,
                           write_states)
 from .sampler import TrainingVolumes
 
@@ -146,6 +146,9 @@ def train(args) -> Path:
             raise InputError("f3D v2 (--residual) needs --init-2d: its training states come from f2D's clicks")
         states = write_states(args.manifest, Path(args.out) / "states", args.loop_runs, args.state_workers,
                               args.seed, args.init_2d)
+        engine_states = write_states(args.manifest, Path(args.out) / "states-engine", args.engine_runs,
+                                     args.state_workers, args.seed, args.init_2d, "engine") if args.engine_runs else []
+        states = states + engine_states
         if not states:
             raise InputError(f"{args.manifest}: the robot runs gave no training state")
         volumes = None
@@ -204,9 +207,12 @@ def train(args) -> Path:
                                 "starts at zero")
         card["data"]["loop_states"] = {
             "files": len(states), "robot_runs": args.loop_runs,
+            "engine_runs": args.engine_runs, "engine_files": len(engine_states),
             "how": "robot runs of f2d-prior's loop (f2D clicks, 1-5 per slice, else perfect slices in "
                    f"{PERFECT_SHARE:.0%} of runs; ShapePrior3D; CrossRecommender), a state after each of "
-                   f"{ITERATIONS} accepts; {THICK_SHARE:.0%} of targets in slabs of {THICK_MM[0]}-{THICK_MM[1]} mm",
+                   f"{ITERATIONS} accepts; {THICK_SHARE:.0%} of targets in slabs of {THICK_MM[0]}-{THICK_MM[1]} mm; "
+                   "engine runs on the data engine's volumes (training.synth: a label-synthesised image of "
+                   f"a training label map, or a painted lesion in {LESION_SHARE:.0%} of them)",
             "guess": "classic.ShapePrior3D (shape prior + intensity evidence), as in the app"}
         card["recipe"]["schedule"] = (f"cosine, warm restart at {RESTART_AT:.2f} of the run; states with "
                                       "1..6 accepted slices, 1..3 after it; random flips")

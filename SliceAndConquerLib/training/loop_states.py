@@ -8,6 +8,11 @@ slice axis only). A share of runs accepts perfect slices instead. Each state hol
 ground truth on the same working grid. A share of targets is reconstructed in thick slabs first
 (`data.thick`), so f3D meets thick-slice scans as the loop does.
 
+States come from one of two sources: "real" (training volumes as they are) or "engine" (the f2D data
+engine's volumes, `training.synth`: a SynthSeg-style image of a training label map, or a lesion painted
+into a training volume, `LESION_SHARE` of engine runs), so that the residual meets more appearances
+and more small targets than the training subjects hold.
+
 States are written once per training run to a folder (one .npz each), by worker processes, and reused
 by `--resume` and by later runs with the same settings.
 """
@@ -34,6 +39,8 @@ THICK_SHARE = 0.3       # targets reconstructed in slabs of THICK_MM first
 THICK_MM = (3.0, 7.0)
 CROP_MARGIN_MM = 60.0   # the volume around the target that a run works on (the ROI never reaches it)
 GRID_SIZES = (48, 64)   # working grids of the states: the app's (models.roi.GRID) and a cheaper one
+LESION_SHARE = 0.5      # engine runs on a painted lesion (the others: a label-synthesised volume)
+SOURCES = ("real", "engine")
 
 
 class RecordingPrior(ShapePrior3D):
@@ -95,21 +102,46 @@ def load_state_sample(path: Path):
                 int(state["slices"]))
 
 
+def engine_target(volumes, rng):
+    """(image, truth, spacing) of the data engine around a training target, or None when the drawn
+    lesion does not fit or the synthesised target vanished."""
+    from .synth import synth_lesion_volume, synth_volume_from_labels
+
+    target = volumes.pick(rng)
+    image, spacing = volumes.images[target.image], volumes.spacings[target.image]
+    labels = volumes.labels[target.label]
+    box = bounding_box(labels == target.value, margin=np.ceil(CROP_MARGIN_MM / np.asarray(spacing)).astype(int))
+    if rng.random() < LESION_SHARE:
+        made = synth_lesion_volume(image[box], labels[box] == target.value, spacing, rng)
+    else:
+        made = synth_volume_from_labels(labels[box], target.value, rng)
+    if made is None or not made[1].any():
+        return None
+    return made[0], made[1], spacing
+
+
 def _generate(job):
     """One worker: `runs` robot runs, their states saved as state-<worker>-<run>-<k>.npz."""
-    manifest, folder, worker, runs, seed, f2d_weights = job
+    manifest, folder, worker, runs, seed, f2d_weights, source = job
     from ..models.predictor2d import load_f2d
     from .sampler import TrainingVolumes
 
     torch.set_num_threads(1)
     volumes = TrainingVolumes(manifest)
     f2d = load_f2d(f2d_weights, "cpu")
-    rng = np.random.default_rng([seed, worker])
+    # the real source keeps the streams it had before the engine existed (its cached states stay valid)
+    rng = np.random.default_rng([seed, worker] if source == "real" else [seed, worker, SOURCES.index(source)])
     written = 0
     for run in range(runs):
-        target = volumes.pick(rng)
-        image, spacing = volumes.images[target.image], volumes.spacings[target.image]
-        truth = volumes.labels[target.label] == target.value
+        if source == "engine":
+            made = engine_target(volumes, rng)
+            if made is None:
+                continue
+            image, truth, spacing = made
+        else:
+            target = volumes.pick(rng)
+            image, spacing = volumes.images[target.image], volumes.spacings[target.image]
+            truth = volumes.labels[target.label] == target.value
         if rng.random() < THICK_SHARE:
             image, truth, spacing = _thick(image, truth, spacing, rng)
             if not truth.any():
@@ -121,13 +153,15 @@ def _generate(job):
     return written
 
 
-def write_states(manifest, folder, runs: int, workers: int, seed: int, f2d_weights) -> list:
-    """The state files of `runs` robot runs (made by `workers` processes unless the folder already
-    holds them for the same settings). Returns the files."""
+def write_states(manifest, folder, runs: int, workers: int, seed: int, f2d_weights, source: str = "real") -> list:
+    """The state files of `runs` robot runs on `source` (SOURCES) volumes, made by `workers` processes
+    unless the folder already holds them for the same settings. Returns the files."""
     folder = Path(folder)
     settings = {"manifest": str(manifest), "runs": runs, "seed": seed, "f2d": str(f2d_weights),
                 "iterations": ITERATIONS, "perfect_share": PERFECT_SHARE, "thick_share": THICK_SHARE,
-                "grids": list(GRID_SIZES)}
+                "grids": list(GRID_SIZES), "source": source}
+    if source == "engine":
+        settings["lesion_share"] = LESION_SHARE
     marker = folder / "settings.json"
     if marker.exists() and json.loads(marker.read_text()) == settings:
         return sorted(folder.glob("state-*.npz"))
@@ -135,7 +169,7 @@ def write_states(manifest, folder, runs: int, workers: int, seed: int, f2d_weigh
     for old in folder.glob("state-*.npz"):
         old.unlink()
     share = [runs // workers + (w < runs % workers) for w in range(workers)]
-    jobs = [(manifest, folder, w, share[w], seed, f2d_weights) for w in range(workers)]
+    jobs = [(manifest, folder, w, share[w], seed, f2d_weights, source) for w in range(workers)]
     if workers == 1:
         list(map(_generate, jobs))
     else:

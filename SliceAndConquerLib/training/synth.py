@@ -14,6 +14,10 @@ cuts the network's window out of it exactly as it does for a real slice.
   slab of 2-8 mm, either along the plane's normal (an in-plane slice of a thick scan) or along one of
   the plane's own axes (a through-plane slice: large pixels along that axis).
 
+For f3D's training states (`loop_states`, issue 18) the engine also makes whole volumes:
+`synth_volume_from_labels` (the label synthesis in 3D) and `synth_lesion_volume` (a 3D lesion painted
+into a real training volume with `data.lesions.insert_lesions` and the engine's own `TRAINING_LESIONS`).
+
 These settings are the training engine's own (they are not the validation manifest's generators).
 """
 from __future__ import annotations
@@ -23,6 +27,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 from scipy import ndimage
+
+from ..data.lesions import LesionSettings, insert_lesions
+from ..data.lesions import body_mask as volume_body_mask
 
 MIN_AREA = 12
 
@@ -52,9 +59,11 @@ def _smooth_noise(shape, sigma, rng):
 
 
 def _bias_field(shape, amplitude, rng):
-    """A smooth multiplicative field exp(N), drawn coarse and resized."""
-    coarse = rng.standard_normal((4, 4)).astype(np.float32) * amplitude
-    return np.exp(cv2.resize(coarse, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC))
+    """A smooth multiplicative field exp(N), drawn coarse (4 per axis) and resized (2D or 3D)."""
+    coarse = rng.standard_normal((4,) * len(shape)).astype(np.float32) * amplitude
+    if len(shape) == 2:
+        return np.exp(cv2.resize(coarse, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC))
+    return np.exp(ndimage.zoom(coarse, [n / 4 for n in shape], order=1, mode="nearest", grid_mode=True))
 
 
 def _elastic(labels2d_stack, rng, s: EngineSettings):
@@ -76,7 +85,7 @@ def _finish(image, rng, s: EngineSettings):
     """Blur, bias field, gamma, noise, then [0, 1] by robust percentiles."""
     sigma = rng.uniform(*s.blur_px)
     if sigma > 0.3:
-        image = cv2.GaussianBlur(image, (0, 0), sigma)
+        image = cv2.GaussianBlur(image, (0, 0), sigma) if image.ndim == 2 else ndimage.gaussian_filter(image, sigma)
     image = image * _bias_field(image.shape, rng.uniform(0, s.bias), rng)
     low, high = np.percentile(image, [0.5, 99.5])
     image = np.clip((image - low) / max(high - low, 1e-6), 0, 1)
@@ -217,3 +226,48 @@ def thick_slab(image3d, labels3d, value, spacing3d, axis, index, rng, s: EngineS
     image = np.take(image3d, index, axis=axis).astype(np.float32)
     mask = np.take(labels3d, index, axis=axis) == value
     return _through_plane(image, mask, spacing, rng, s)
+
+
+# ------------------------------------------------------------------ whole volumes (f3D's loop states)
+# Lesions of the engine, on the [0, 1] scale of a normalised volume; not the validation settings.
+TRAINING_LESIONS = LesionSettings(diameter_mm=(5.0, 50.0), irregularity=(0.05, 0.4), contrast=(0.7, 10.0),
+                                  min_contrast=0.03, darker=0.5, texture=0.3, border_mm=(0.4, 2.5),
+                                  touching=0.4)
+
+
+def _elastic_volume(labels3d, rng, s: EngineSettings):
+    """A smooth random displacement (nearest neighbour) of a label volume; half the slices' amplitude
+    in voxels, since a volume's voxels are coarser than a slice's pixels."""
+    amplitude = rng.uniform(*s.elastic_px) / 2
+    if amplitude < 0.5:
+        return labels3d
+    shape = labels3d.shape
+    coords = np.indices(shape, dtype=np.float32)
+    for axis in range(3):  # 5 nodes per axis: displacement gradients well below 1, no folding
+        coarse = rng.standard_normal((5, 5, 5)).astype(np.float32) * amplitude
+        coords[axis] += ndimage.zoom(coarse, [n / 5 for n in shape], order=1, mode="nearest", grid_mode=True)
+    return ndimage.map_coordinates(labels3d, coords, order=0, mode="nearest")
+
+
+def synth_volume_from_labels(labels3d, value, rng, s: EngineSettings = DEFAULT):
+    """(image [0, 1] float32, target bool): a SynthSeg-style volume of a label map, elastically deformed,
+    each label one random intensity and a faint texture, then blur, bias field, gamma and noise. The
+    target is label `value` of the deformed map (it may vanish: the caller checks)."""
+    labels = _elastic_volume(np.asarray(labels3d), rng, s)
+    values, lookup = np.unique(labels, return_inverse=True)
+    lookup = lookup.reshape(labels.shape)
+    means = rng.uniform(0, 1, size=len(values)).astype(np.float32)
+    spreads = rng.uniform(0, 0.08, size=len(values)).astype(np.float32)
+    image = means[lookup] + spreads[lookup] * _smooth_noise(labels.shape, rng.uniform(0.5, 2.5), rng)
+    return _finish(image.astype(np.float32), rng, s), labels == value
+
+
+def synth_lesion_volume(image3d, host, spacing3d, rng, s: EngineSettings = DEFAULT, tries: int = 12):
+    """(image, lesion mask) with one lesion of `TRAINING_LESIONS` in the region `host` of a real
+    normalised volume, inside its body; None when none fits."""
+    body = volume_body_mask(image3d, s.body_threshold)
+    image, labels, made = insert_lesions(image3d, host.astype(np.uint8), body, spacing3d, 1, TRAINING_LESIONS,
+                                         seed=int(rng.integers(2 ** 31)), max_tries=tries)
+    if not made:
+        return None
+    return np.clip(image, 0, 1).astype(np.float32), labels == 1
