@@ -102,6 +102,13 @@ def load_state_sample(path: Path):
                 int(state["slices"]))
 
 
+def real_target(volumes, rng):
+    """(image, truth, spacing) of a training target as it is."""
+    target = volumes.pick(rng)
+    return (volumes.images[target.image], volumes.labels[target.label] == target.value,
+            volumes.spacings[target.image])
+
+
 def engine_target(volumes, rng):
     """(image, truth, spacing) of the data engine around a training target, or None when the drawn
     lesion does not fit or the synthesised target vanished."""
@@ -110,9 +117,10 @@ def engine_target(volumes, rng):
     target = volumes.pick(rng)
     image, spacing = volumes.images[target.image], volumes.spacings[target.image]
     labels = volumes.labels[target.label]
-    box = bounding_box(labels == target.value, margin=np.ceil(CROP_MARGIN_MM / np.asarray(spacing)).astype(int))
+    host = labels == target.value
+    box = bounding_box(host, margin=np.ceil(CROP_MARGIN_MM / np.asarray(spacing)).astype(int))
     if rng.random() < LESION_SHARE:
-        made = synth_lesion_volume(image[box], labels[box] == target.value, spacing, rng)
+        made = synth_lesion_volume(image[box], host[box], spacing, rng)
     else:
         made = synth_volume_from_labels(labels[box], target.value, rng)
     if made is None or not made[1].any():
@@ -132,16 +140,12 @@ def _generate(job):
     # the real source keeps the streams it had before the engine existed (its cached states stay valid)
     rng = np.random.default_rng([seed, worker] if source == "real" else [seed, worker, SOURCES.index(source)])
     written = 0
+    make_target = engine_target if source == "engine" else real_target
     for run in range(runs):
-        if source == "engine":
-            made = engine_target(volumes, rng)
-            if made is None:
-                continue
-            image, truth, spacing = made
-        else:
-            target = volumes.pick(rng)
-            image, spacing = volumes.images[target.image], volumes.spacings[target.image]
-            truth = volumes.labels[target.label] == target.value
+        made = make_target(volumes, rng)
+        if made is None:
+            continue
+        image, truth, spacing = made
         if rng.random() < THICK_SHARE:
             image, truth, spacing = _thick(image, truth, spacing, rng)
             if not truth.any():

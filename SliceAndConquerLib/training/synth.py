@@ -28,8 +28,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from ..data.lesions import LesionSettings, insert_lesions
-from ..data.lesions import body_mask as volume_body_mask
+from ..data.lesions import LesionSettings, body_mask as volume_body_mask, insert_lesions
 
 MIN_AREA = 12
 
