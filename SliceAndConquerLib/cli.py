@@ -339,6 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "training states (six states each; cached in OUT/states)")
     f3d.add_argument("--engine-runs", type=int, default=0, help="--residual: robot runs on the data engine's "
                      "volumes besides (label-synthesised images, painted lesions; cached in OUT/states-engine)")
+    f3d.add_argument("--refine-runs", type=int, default=0, help="--residual: robot runs of the refinement "
+                     "protocol besides, from a degraded ground truth (cached in OUT/states-refine)")
     f3d.add_argument("--state-workers", type=int, default=2, help="--residual: processes that simulate them")
     f3d.add_argument("--seed", type=int, default=0)
     f3d.add_argument("--device", default="auto")

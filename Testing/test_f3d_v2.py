@@ -127,14 +127,16 @@ def test_train_residual_f3d_command_simulates_loop_states(tmp_path):
     out = tmp_path / "run"
     args = ["train", "f3d", "--residual", "--manifest", str(manifest), "--init-2d", str(f2d_path),
             "--out", str(out), "--batch", "1", "--threads", "1", "--loop-runs", "2", "--state-workers", "1",
-            "--engine-runs", "2"]
+            "--engine-runs", "2", "--refine-runs", "2"]
     assert main(args + ["--steps", "2"]) == 0
     real = sorted((out / "states").glob("state-*.npz"))
     engine = sorted((out / "states-engine").glob("state-*.npz"))
-    assert real and engine, "both sources give states"
-    states = real + engine
+    refine = sorted((out / "states-refine").glob("state-*.npz"))
+    assert real and engine and refine, "every source gives states"
+    states = real + engine + refine
     assert {int(p.stem.rsplit("-", 1)[1]) for p in states} <= set(range(1, 7))
-    assert json.loads((out / "states-engine" / "settings.json").read_text())["source"] == "engine"
+    for source in ("engine", "refine"):
+        assert json.loads((out / f"states-{source}" / "settings.json").read_text())["source"] == source
     image_path, guidance, guess, goal, slices = load_state_sample(states[0])
     assert image_path.shape[1] == 2 and guidance.shape[1] == 4 and guess.shape == goal.shape
     before = {str(p): p.stat().st_mtime_ns for p in states}
@@ -143,6 +145,7 @@ def test_train_residual_f3d_command_simulates_loop_states(tmp_path):
     card = json.loads((out / "f3d.json").read_text())
     assert card["steps"] == 3 and card["data"]["loop_states"]["files"] == len(states)
     assert card["data"]["loop_states"]["engine_files"] == len(engine)
+    assert card["data"]["loop_states"]["refine_files"] == len(refine)
     assert card["recipe"]["loss"].startswith("CE + soft Dice")
     network = load_f3d(out / "f3d.pt", "cpu", f2d_weights=f2d_path)
     assert isinstance(network, ResidualNetwork3D)
@@ -155,6 +158,24 @@ def test_train_residual_f3d_command_simulates_loop_states(tmp_path):
     gain = json.loads((tmp_path / "gain.json").read_text())
     assert gain["count"] == len(real) and gain["iou_f3d"] == gain["iou_guess"] > 0
     assert sum(row["count"] for row in gain["by_slices"].values()) == len(real)
+
+
+def test_refine_runs_start_from_a_reproducibly_degraded_truth():
+    from SliceAndConquerLib.metrics import dice
+    from SliceAndConquerLib.models.predictor2d import Network2D
+    from SliceAndConquerLib.training.loop_states import refine_start, robot_states
+
+    image, spacing, truth, _ = _ball_scene()
+    starts = [refine_start(truth, np.random.default_rng(seed)) for seed in (0, 0, 1, 2, 3)]
+    assert np.array_equal(starts[0], starts[1])
+    assert all(0.15 < dice(s, truth) < 0.99 for s in starts)  # the protocol's starts average 0.46 on val
+    torch.manual_seed(0)
+    f2d = Network2D(F2D(width=8), "cpu")
+    _, cropped, calls = robot_states(image, truth, spacing, f2d, np.random.default_rng(3), refine=True)
+    assert calls, "the run accepted a plane"
+    # the first 3D step is asked to correct the existing mask (the run's first draw), not an empty one
+    assert np.array_equal(calls[0][0], refine_start(cropped, np.random.default_rng(3)))
+    assert calls[0][0].any()
 
 
 def test_engine_volume_synthesis_is_deterministic_and_its_target_is_its_label():

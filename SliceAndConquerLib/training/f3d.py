@@ -29,8 +29,8 @@ from ..session import AcceptedSlice, Plane
 from ..shape_prior import BLEND_POWER, FALL_OFF_SCALE
 from .common import RESTART_AT, Job, run, setup
 from .losses import batch_iou, ce_dice_loss, logit_norm, normalized_focal_loss
-from .loop_states import (ITERATIONS, LESION_SHARE, PERFECT_SHARE, THICK_MM, THICK_SHARE, load_state_sample,
-                          write_states)
+from .loop_states import (ITERATIONS, LESION_SHARE, PERFECT_SHARE, REFINE_BUDGET, THICK_MM, THICK_SHARE,
+                          load_state_sample, write_states)
 from .sampler import TrainingVolumes
 
 GRID_SIZES = (48, 64)  # working grids seen in training (the app uses models.roi.GRID)
@@ -148,7 +148,9 @@ def train(args) -> Path:
                               args.seed, args.init_2d)
         engine_states = write_states(args.manifest, Path(args.out) / "states-engine", args.engine_runs,
                                      args.state_workers, args.seed, args.init_2d, "engine") if args.engine_runs else []
-        states = states + engine_states
+        refine_states = write_states(args.manifest, Path(args.out) / "states-refine", args.refine_runs,
+                                     args.state_workers, args.seed, args.init_2d, "refine") if args.refine_runs else []
+        states = states + engine_states + refine_states
         if not states:
             raise InputError(f"{args.manifest}: the robot runs gave no training state")
         volumes = None
@@ -208,11 +210,14 @@ def train(args) -> Path:
         card["data"]["loop_states"] = {
             "files": len(states), "robot_runs": args.loop_runs,
             "engine_runs": args.engine_runs, "engine_files": len(engine_states),
+            "refine_runs": args.refine_runs, "refine_files": len(refine_states),
             "how": "robot runs of f2d-prior's loop (f2D clicks, 1-5 per slice, else perfect slices in "
                    f"{PERFECT_SHARE:.0%} of runs; ShapePrior3D; CrossRecommender), a state after each of "
                    f"{ITERATIONS} accepts; {THICK_SHARE:.0%} of targets in slabs of {THICK_MM[0]}-{THICK_MM[1]} mm; "
                    "engine runs on the data engine's volumes (training.synth: a label-synthesised image of "
-                   f"a training label map, or a painted lesion in {LESION_SHARE:.0%} of them)",
+                   f"a training label map, or a painted lesion in {LESION_SHARE:.0%} of them); refine runs "
+                   "start from a degraded truth (loop_states.refine_start) with a click budget of "
+                   f"{REFINE_BUDGET[0]}-{REFINE_BUDGET[1] - 1}, first plane the largest error",
             "guess": "classic.ShapePrior3D (shape prior + intensity evidence), as in the app"}
         card["recipe"]["schedule"] = (f"cosine, warm restart at {RESTART_AT:.2f} of the run; states with "
                                       "1..6 accepted slices, 1..3 after it; random flips")

@@ -8,10 +8,12 @@ slice axis only). A share of runs accepts perfect slices instead. Each state hol
 ground truth on the same working grid. A share of targets is reconstructed in thick slabs first
 (`data.thick`), so f3D meets thick-slice scans as the loop does.
 
-States come from one of two sources: "real" (training volumes as they are) or "engine" (the f2D data
+States come from one of three sources: "real" (training volumes as they are), "engine" (the f2D data
 engine's volumes, `training.synth`: a SynthSeg-style image of a training label map, or a lesion painted
 into a training volume, `LESION_SHARE` of engine runs), so that the residual meets more appearances
-and more small targets than the training subjects hold.
+and more small targets than the training subjects hold, or "refine" (training volumes as they are, the
+session starting from an existing mask that `refine_start` degrades from the truth, as in the
+refinement protocol of Sec. 5.3), so that f3D learns to keep what an existing result has right.
 
 States are written once per training run to a folder (one .npz each), by worker processes, and reused
 by `--resume` and by later runs with the same settings.
@@ -24,10 +26,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from ..classic import CrossRecommender, ShapePrior3D
 from ..data.thick import slab_grid, slab_mean
-from ..evaluation.robot import run_robot
+from ..evaluation.robot import largest_error_plane, run_robot
 from ..geometry import bounding_box
 from ..models.predictor3d import residual_inputs, to_grid
 from ..models.roi import GRID
@@ -40,7 +43,14 @@ THICK_MM = (3.0, 7.0)
 CROP_MARGIN_MM = 60.0   # the volume around the target that a run works on (the ROI never reaches it)
 GRID_SIZES = (48, 64)   # working grids of the states: the app's (models.roi.GRID) and a cheaper one
 LESION_SHARE = 0.5      # engine runs on a painted lesion (the others: a label-synthesised volume)
-SOURCES = ("real", "engine")
+SOURCES = ("real", "engine", "refine")
+# refine runs: the existing mask (the training generator's own ranges, wider than the protocol's
+# `evaluation.harness.degrade`) and the click budget of the run
+REFINE_SHIFT = 3          # voxels per axis, at most
+REFINE_MORPH = (0, 3)     # erosion or dilation steps
+REFINE_HOLES = (0, 5)     # spherical holes ...
+REFINE_HOLE_RADIUS = (2, 6)  # ... of this radius in voxels
+REFINE_BUDGET = (5, 16)   # clicks
 
 
 class RecordingPrior(ShapePrior3D):
@@ -68,16 +78,38 @@ def _thick(image, truth, spacing, rng):
     return image, truth, spacing
 
 
-def robot_states(image, truth, spacing, f2d, rng) -> tuple:
+def refine_start(truth, rng) -> np.ndarray:
+    """An existing result to refine: the truth shifted, eroded or dilated, with spherical holes."""
+    mask = ndimage.shift(truth, rng.integers(-REFINE_SHIFT, REFINE_SHIFT + 1, size=3), order=0)
+    steps = int(rng.integers(*REFINE_MORPH, endpoint=True))
+    if steps:
+        morph = ndimage.binary_erosion if rng.random() < 0.5 else ndimage.binary_dilation
+        mask = morph(mask, iterations=steps)
+    inside = np.argwhere(mask)
+    grid = np.ogrid[tuple(slice(0, n) for n in mask.shape)]
+    for _ in range(int(rng.integers(*REFINE_HOLES, endpoint=True)) if len(inside) else 0):
+        centre, radius = inside[rng.integers(len(inside))], rng.integers(*REFINE_HOLE_RADIUS, endpoint=True)
+        mask &= sum((g - c) ** 2 for g, c in zip(grid, centre)) > radius ** 2
+    return mask
+
+
+def robot_states(image, truth, spacing, f2d, rng, refine: bool = False) -> tuple:
     """(image, truth, [(previous, accepted) before each accept]) of one robot run with f2d-prior's loop,
-    on the target's part of the volume."""
+    on the target's part of the volume; with `refine`, of the refinement protocol from `refine_start`'s
+    mask (first plane: the largest error; a click budget)."""
     box = bounding_box(truth, margin=np.ceil(CROP_MARGIN_MM / np.asarray(spacing)).astype(int))
     image, truth = image[box], truth[box]
+    existing = refine_start(truth, rng) if refine else None
     recorder = RecordingPrior()
-    session = Session(image, spacing, f2d, recorder, CrossRecommender())
+    session = Session(image, spacing, f2d, recorder, CrossRecommender(), existing_mask=existing)
     session.image = np.ascontiguousarray(image, np.float32)  # normalised on the whole volume, not the crop
-    run_robot(session, truth, ITERATIONS, max_clicks=int(rng.integers(1, 6)), seed=int(rng.integers(2 ** 31)),
-              perfect_slices=bool(rng.random() < PERFECT_SHARE))
+    max_clicks, seed = int(rng.integers(1, 6)), int(rng.integers(2 ** 31))
+    if refine:
+        run_robot(session, truth, ITERATIONS, max_clicks=max_clicks, seed=seed,
+                  first=largest_error_plane(existing, truth), click_budget=int(rng.integers(*REFINE_BUDGET)))
+    else:
+        run_robot(session, truth, ITERATIONS, max_clicks=max_clicks, seed=seed,
+                  perfect_slices=bool(rng.random() < PERFECT_SHARE))
     return image, truth, recorder.calls
 
 
@@ -140,7 +172,7 @@ def _generate(job):
     # the real source keeps the streams it had before the engine existed (its cached states stay valid)
     rng = np.random.default_rng([seed, worker] if source == "real" else [seed, worker, SOURCES.index(source)])
     written = 0
-    make_target = engine_target if source == "engine" else real_target
+    make_target = engine_target if source == "engine" else real_target  # refine: real targets
     for run in range(runs):
         made = make_target(volumes, rng)
         if made is None:
@@ -150,7 +182,7 @@ def _generate(job):
             image, truth, spacing = _thick(image, truth, spacing, rng)
             if not truth.any():
                 continue
-        image, truth, calls = robot_states(image, truth, spacing, f2d, rng)
+        image, truth, calls = robot_states(image, truth, spacing, f2d, rng, refine=source == "refine")
         for previous, accepted in calls:
             name = folder / f"state-{worker}-{run:04d}-{len(accepted)}.npz"
             written += save_state(name, image, spacing, previous, accepted, truth, int(rng.choice(GRID_SIZES)))
@@ -166,6 +198,9 @@ def write_states(manifest, folder, runs: int, workers: int, seed: int, f2d_weigh
                 "grids": list(GRID_SIZES), "source": source}
     if source == "engine":
         settings["lesion_share"] = LESION_SHARE
+    if source == "refine":
+        settings["refine"] = {"shift": REFINE_SHIFT, "morph": list(REFINE_MORPH), "holes": list(REFINE_HOLES),
+                              "hole_radius": list(REFINE_HOLE_RADIUS), "budget": list(REFINE_BUDGET)}
     marker = folder / "settings.json"
     if marker.exists() and json.loads(marker.read_text()) == settings:
         return sorted(folder.glob("state-*.npz"))
