@@ -5,6 +5,14 @@ import numpy as np
 from scipy import ndimage
 
 
+def punch_holes(mask: np.ndarray, holes) -> np.ndarray:
+    """`mask` with a ball of voxels removed (in place) for each (centre, radius in voxels) of `holes`."""
+    grid = np.ogrid[tuple(slice(0, n) for n in mask.shape)]
+    for centre, radius in holes:
+        mask &= sum((g - c) ** 2 for g, c in zip(grid, centre)) > radius ** 2
+    return mask
+
+
 def bounding_box(mask: np.ndarray, margin=0, min_size=1):
     """Tuple of slices around the True voxels of `mask`, grown by `margin` voxels per axis (int or
     per-axis) and to at least `min_size` voxels per axis, clipped to the array. None if empty."""

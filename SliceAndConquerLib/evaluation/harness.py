@@ -39,16 +39,15 @@ def degrade(truth: np.ndarray, seed: int) -> np.ndarray:
     up to 2 voxels per axis, eroded or dilated by 1-2 voxels, with 3 spherical holes of radius 3."""
     from scipy import ndimage
 
+    from ..geometry import punch_holes
+
     rng = np.random.default_rng(seed)
     mask = ndimage.shift(truth, rng.integers(-2, 3, size=3), order=0)
     steps = int(rng.integers(1, 3))
     mask = ndimage.binary_erosion(mask, iterations=steps) if rng.random() < 0.5 else \
         ndimage.binary_dilation(mask, iterations=steps)
     inside = np.argwhere(mask)
-    grid = np.ogrid[tuple(slice(0, n) for n in mask.shape)]
-    for centre in inside[rng.integers(len(inside), size=3)] if len(inside) else []:
-        mask &= sum((g - c) ** 2 for g, c in zip(grid, centre)) > 9
-    return mask
+    return punch_holes(mask, [(c, 3) for c in inside[rng.integers(len(inside), size=3)]] if len(inside) else [])
 
 
 def run_method(method, image, truth, spacing, slices, max_clicks, seed, init_mask=None,

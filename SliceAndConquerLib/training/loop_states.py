@@ -31,7 +31,7 @@ from scipy import ndimage
 from ..classic import CrossRecommender, ShapePrior3D
 from ..data.thick import slab_grid, slab_mean
 from ..evaluation.robot import largest_error_plane, run_robot
-from ..geometry import bounding_box
+from ..geometry import bounding_box, punch_holes
 from ..models.predictor3d import residual_inputs, to_grid
 from ..models.roi import GRID
 from ..session import Session
@@ -86,11 +86,9 @@ def refine_start(truth, rng) -> np.ndarray:
         morph = ndimage.binary_erosion if rng.random() < 0.5 else ndimage.binary_dilation
         mask = morph(mask, iterations=steps)
     inside = np.argwhere(mask)
-    grid = np.ogrid[tuple(slice(0, n) for n in mask.shape)]
-    for _ in range(int(rng.integers(*REFINE_HOLES, endpoint=True)) if len(inside) else 0):
-        centre, radius = inside[rng.integers(len(inside))], rng.integers(*REFINE_HOLE_RADIUS, endpoint=True)
-        mask &= sum((g - c) ** 2 for g, c in zip(grid, centre)) > radius ** 2
-    return mask
+    holes = [(inside[rng.integers(len(inside))], rng.integers(*REFINE_HOLE_RADIUS, endpoint=True))
+             for _ in range(int(rng.integers(*REFINE_HOLES, endpoint=True)) if len(inside) else 0)]
+    return punch_holes(mask, holes)
 
 
 def robot_states(image, truth, spacing, f2d, rng, refine: bool = False) -> tuple:
