@@ -31,10 +31,10 @@ def _ball_scene():
     return image, spacing, truth, accepted
 
 
-@pytest.mark.parametrize("transfer", [False, True])
-def test_untrained_residual_f3d_returns_exactly_the_guess(transfer):
+@pytest.mark.parametrize("transfer,previous_channel", [(False, False), (True, False), (True, True)])
+def test_untrained_residual_f3d_returns_exactly_the_guess(transfer, previous_channel):
     torch.manual_seed(0)
-    model = ResidualF3D(width=8, f2d=F2D(width=8) if transfer else None)
+    model = ResidualF3D(width=8, f2d=F2D(width=8) if transfer else None, previous_channel=previous_channel)
     image, spacing, _, accepted = _ball_scene()
     previous = np.zeros(image.shape, bool)
     previous[2:5, 2:5, 2:5] = True  # earlier work far from the planes: the guess keeps it
@@ -83,6 +83,49 @@ def test_an_accept_without_target_gives_an_empty_mask_and_a_message():
     session.begin_slice(Plane(0, 3))
     mask = session.accept_slice(mask=np.zeros(image.shape[1:], bool))
     assert not mask.any() and session.message == EMPTY_ACCEPT and session.confidence is None
+
+
+@pytest.mark.parametrize("previous_channel", [False, True])
+def test_only_the_previous_mask_channel_lets_f3d_see_an_existing_mask_where_the_guess_replaced_it(previous_channel):
+    """Near the accepted planes the guess is the shape prior, whatever the session had: two existing
+    masks that differ only there give the same guess. f3D v2 tells them apart only through its
+    previous-mask input (weights made non-zero, as after training)."""
+    torch.manual_seed(0)
+    model = ResidualF3D(width=8, f2d=F2D(width=8), previous_channel=previous_channel)
+    with torch.no_grad():
+        model.body.head.weight.normal_(0, 5.0)
+        model.body.image_conv.weight[:, -1].normal_(0, 1.0)  # with the channel: its (zero) weights
+    image, spacing, truth, accepted = _ball_scene()
+    guesser = ShapePrior3D()
+    network = ResidualNetwork3D(model, "cpu")
+    existing = truth.copy()
+    holed = truth.copy()
+    holed[12:17, 16:24, 14:22] = False  # a hole in the existing result, next to both planes
+    assert np.array_equal(guesser.predict(image, spacing, existing, accepted).mask,
+                          guesser.predict(image, spacing, holed, accepted).mask)
+    first, second = (network.predict(image, spacing, p, accepted).mask for p in (existing, holed))
+    assert np.array_equal(first, second) != previous_channel
+
+
+def test_loop_states_keep_the_previous_mask_and_old_states_are_refused_for_it(tmp_path):
+    from SliceAndConquerLib.training.loop_states import load_state_sample, save_state
+
+    image, spacing, truth, accepted = _ball_scene()
+    previous = np.zeros(image.shape, bool)
+    previous[10:18, 14:26, 12:24] = True
+    assert save_state(tmp_path / "state-0-0000-2.npz", image, spacing, previous, accepted, truth, 48)
+    plain = load_state_sample(tmp_path / "state-0-0000-2.npz")
+    image_path, guidance, guess, goal, slices = load_state_sample(tmp_path / "state-0-0000-2.npz", True)
+    assert plain[0].shape[1] == 2 and image_path.shape[1] == 3 and slices == 2
+    assert torch.equal(image_path[:, :2], plain[0])
+    inputs = residual_inputs(image, spacing, previous, accepted, grid_size=48)
+    assert torch.allclose(image_path[0, 2], inputs.previous[0, 0], atol=1e-3)  # float16 on disk
+    assert 0 < float(image_path[0, 2].mean()) < 1
+    with np.load(tmp_path / "state-0-0000-2.npz") as state:  # a state made before the channel existed
+        np.savez(tmp_path / "old.npz", **{k: state[k] for k in state.files if k != "previous"})
+    from SliceAndConquerLib.errors import InputError
+    with pytest.raises(InputError, match="previous-mask input"):
+        load_state_sample(tmp_path / "old.npz", True)
 
 
 def test_residual_inputs_are_none_without_target_and_carry_the_guess():
@@ -137,8 +180,8 @@ def test_train_residual_f3d_command_simulates_loop_states(tmp_path):
     assert {int(p.stem.rsplit("-", 1)[1]) for p in states} <= set(range(1, 7))
     for source in ("engine", "refine"):
         assert json.loads((out / f"states-{source}" / "settings.json").read_text())["source"] == source
-    image_path, guidance, guess, goal, slices = load_state_sample(states[0])
-    assert image_path.shape[1] == 2 and guidance.shape[1] == 4 and guess.shape == goal.shape
+    image_path, guidance, guess, goal, slices = load_state_sample(states[0], previous_channel=True)
+    assert image_path.shape[1] == 3 and guidance.shape[1] == 4 and guess.shape == goal.shape
     before = {str(p): p.stat().st_mtime_ns for p in states}
     assert main(args + ["--steps", "3", "--resume"]) == 0   # the states are reused, not made again
     assert {str(p): p.stat().st_mtime_ns for p in states} == before
@@ -150,6 +193,7 @@ def test_train_residual_f3d_command_simulates_loop_states(tmp_path):
     network = load_f3d(out / "f3d.pt", "cpu", f2d_weights=f2d_path)
     assert isinstance(network, ResidualNetwork3D)
     assert network.tau is None  # trained without LogitNorm: its softmax is read as the confidence
+    assert network.model.previous_channel and card["architecture"].endswith("(zero-initialised channel)")
     # `snc benchmark f3d-states`: the residual's gain over its guess on these states; an untrained
     # residual (a zero head) is its guess exactly
     untrained = _weights(tmp_path, "untrained.pt", {"arch": {"width": 8, "residual": True}})

@@ -151,16 +151,26 @@ class ResidualF3D(F3D):
     The M_{t-1} input is the guess (the shape prior with intensity evidence, `classic.ShapePrior3D`),
     and the output is that guess's logits (0, g), g its signed distance in working-grid voxels clipped
     to +-GUESS_LIMIT, plus what the network adds. The network's head starts at zero, so before
-    training f3D returns the guess exactly and it can only learn where the guess is wrong."""
+    training f3D returns the guess exactly and it can only learn where the guess is wrong.
+    Near the accepted planes the guess replaces whatever the session had, so an existing result
+    reaches the network only through the optional previous-mask channel."""
 
-    def __init__(self, width: int = 16, mask_attention: bool = True, f2d: F2D | None = None):
+    def __init__(self, width: int = 16, mask_attention: bool = True, f2d: F2D | None = None,
+                 previous_channel: bool = False):
+        """previous_channel: a third image-path input, the session's mask before this accept (an
+        existing result, or the last 3D result), with zero weights at the start. Without it the
+        residual sees the guess only, which replaces an existing mask near the accepted planes."""
         super().__init__(width, mask_attention, f2d)
+        self.previous_channel = previous_channel
+        if previous_channel:
+            self.body.image_conv = _widen(self.body.image_conv, [0, 1, None])
         with torch.no_grad():
             self.body.head.weight.zero_()
             self.body.head.bias.zero_()
 
     def residual(self, image, guidance):
-        """(residual logits [B, 2, *grid], attention logits or None)."""
+        """image: [B, 2 or 3, *grid] (I, the guess, with `previous_channel` the previous mask).
+        Returns (residual logits [B, 2, *grid], attention logits or None)."""
         return super().forward(image, guidance)
 
     def forward(self, image, guidance, guess):

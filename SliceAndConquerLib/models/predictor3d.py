@@ -121,12 +121,19 @@ class ResidualInputs:
     image_path: torch.Tensor   # [1, 2, *grid]: I and the guess
     guidance: torch.Tensor     # [1, 4, *grid]
     guess_logit: torch.Tensor  # [1, 1, *grid]
+    previous: torch.Tensor | None = None  # [1, 1, *grid]: the session's mask before this accept
+
+    def image_input(self) -> torch.Tensor:
+        """The image path, with the previous-mask channel when it was asked for."""
+        return self.image_path if self.previous is None else torch.cat([self.image_path, self.previous], 1)
 
 
-def residual_inputs(image, spacing, previous, accepted, guesser=None, grid_size: int = GRID) -> ResidualInputs | None:
+def residual_inputs(image, spacing, previous, accepted, guesser=None, grid_size: int = GRID,
+                    with_previous: bool = True) -> ResidualInputs | None:
     """f3D v2's inputs for a state of the loop: the guess is `guesser`'s 3D result (the shape prior with
-    intensity evidence by default, f2d-prior's 3D step), on the ROI of the accepted masks. None when no
-    accepted plane holds target (nothing to correct)."""
+    intensity evidence by default, f2d-prior's 3D step), on the ROI of the accepted masks, and with
+    `with_previous` the session's previous mask there. None when no accepted plane holds target
+    (nothing to correct)."""
     from ..classic import ShapePrior3D
 
     roi = roi_for(image.shape, spacing, None, accepted, grid_size)
@@ -137,7 +144,8 @@ def residual_inputs(image, spacing, previous, accepted, guesser=None, grid_size:
     guidance = channels_to_grid(guidance_volumes(accepted, image.shape, roi.box, np.uint8), roi.grid, thin=True)
     voxel_mm = np.asarray(roi.shape) * np.asarray(spacing) / np.asarray(roi.grid)
     logit = guess_logit(image_path[0, 1].numpy() > 0.5, voxel_mm)
-    return ResidualInputs(roi, guess, image_path, guidance, torch.from_numpy(logit)[None, None])
+    return ResidualInputs(roi, guess, image_path, guidance, torch.from_numpy(logit)[None, None],
+                          channels_to_grid([previous[roi.box]], roi.grid) if with_previous else None)
 
 
 class ResidualNetwork3D:
@@ -156,11 +164,12 @@ class ResidualNetwork3D:
 
     @torch.inference_mode()
     def predict(self, image, spacing, previous, accepted) -> Prediction3D:
-        inputs = residual_inputs(image, spacing, previous, accepted, self.guesser)
+        inputs = residual_inputs(image, spacing, previous, accepted, self.guesser,
+                                 with_previous=self.model.previous_channel)
         if inputs is None:  # no accepted target: the shape prior's rule (keep the earlier result)
             return Prediction3D(np.array(previous, bool), None, EMPTY_ACCEPT)
         roi = inputs.roi
-        residual, _ = self.model.residual(inputs.image_path.to(self.device), inputs.guidance.to(self.device))
+        residual, _ = self.model.residual(inputs.image_input().to(self.device), inputs.guidance.to(self.device))
         residual = residual.float().cpu()
         # At the ROI's full resolution (up to 10^7 voxels) every array counts, so only single-channel
         # arrays are made, and updated in place.

@@ -29,6 +29,7 @@ import torch
 from scipy import ndimage
 
 from ..classic import CrossRecommender, ShapePrior3D
+from ..errors import InputError
 from ..data.thick import slab_grid, slab_mean
 from ..evaluation.robot import largest_error_plane, run_robot
 from ..geometry import bounding_box, punch_holes
@@ -120,15 +121,23 @@ def save_state(path: Path, image, spacing, previous, accepted, truth, grid_size:
     np.savez(path, image_path=inputs.image_path[0].numpy().astype(np.float16),
              guidance=(inputs.guidance[0].numpy() > 0.5).astype(np.uint8),
              guess_logit=inputs.guess_logit[0].numpy().astype(np.float16),
-             goal=goal[0].numpy().astype(np.uint8), slices=len(accepted))
+             goal=goal[0].numpy().astype(np.uint8), slices=len(accepted),
+             previous=inputs.previous[0].numpy().astype(np.float16))
     return True
 
 
-def load_state_sample(path: Path):
-    """(image path [1, 2, *grid], guidance [1, 4, *grid], guess logit [1, 1, *grid], goal, slices)."""
+def load_state_sample(path: Path, previous_channel: bool = False):
+    """(image path [1, 2, *grid], guidance [1, 4, *grid], guess logit [1, 1, *grid], goal, slices);
+    with `previous_channel` the image path has the session's previous mask as a third channel."""
     with np.load(path) as state:
         as_tensor = lambda name: torch.from_numpy(state[name].astype(np.float32))[None]  # noqa: E731
-        return (as_tensor("image_path"), as_tensor("guidance"), as_tensor("guess_logit"), as_tensor("goal"),
+        image_path = as_tensor("image_path")
+        if previous_channel:
+            if "previous" not in state.files:
+                raise InputError(f"{path}: a loop state made before f3D had a previous-mask input; "
+                                 "delete its folder to make the states again")
+            image_path = torch.cat([image_path, as_tensor("previous")], 1)
+        return (image_path, as_tensor("guidance"), as_tensor("guess_logit"), as_tensor("goal"),
                 int(state["slices"]))
 
 
@@ -193,7 +202,7 @@ def write_states(manifest, folder, runs: int, workers: int, seed: int, f2d_weigh
     folder = Path(folder)
     settings = {"manifest": str(manifest), "runs": runs, "seed": seed, "f2d": str(f2d_weights),
                 "iterations": ITERATIONS, "perfect_share": PERFECT_SHARE, "thick_share": THICK_SHARE,
-                "grids": list(GRID_SIZES), "source": source}
+                "grids": list(GRID_SIZES), "source": source, "previous_mask": True}
     if source == "engine":
         settings["lesion_share"] = LESION_SHARE
     if source == "refine":
@@ -220,7 +229,6 @@ def residual_gain(f3d_weights, folder, count: int = 120, seed: int = 0) -> dict:
     """Grid IoU with the ground truth of the guess and of f3D v2 (guess + residual) on `count` states
     of `folder` drawn at random (seeded), overall and per number of accepted slices: does the
     residual improve the guess it was trained on? (`snc benchmark f3d-states`)"""
-    from ..errors import InputError
     from ..models.predictor3d import ResidualNetwork3D, load_f3d
 
     files = sorted(Path(folder).glob("state-*.npz"))
@@ -234,7 +242,7 @@ def residual_gain(f3d_weights, folder, count: int = 120, seed: int = 0) -> dict:
     rows = {}
     with torch.inference_mode():
         for i in picked:
-            image_path, guidance, guess, goal, slices = load_state_sample(files[i])
+            image_path, guidance, guess, goal, slices = load_state_sample(files[i], network.model.previous_channel)
             logits, _ = network.model(image_path, guidance, guess)
             truth = goal[0, 0].numpy() > 0.5
             rows.setdefault(slices, []).append((iou(guess[0, 0].numpy() > 0, truth),
