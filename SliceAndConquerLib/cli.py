@@ -341,8 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "volumes besides (label-synthesised images, painted lesions; cached in OUT/states-engine)")
     f3d.add_argument("--refine-runs", type=int, default=0, help="--residual: robot runs of the refinement "
                      "protocol besides, from a degraded ground truth (cached in OUT/states-refine)")
-    f3d.add_argument("--no-previous-mask", action="store_true", help="--residual, ablation: without the "
-                     "previous-mask input (the session's mask before the accept: an existing result)")
+    f3d.add_argument("--previous-mask", action="store_true", help="--residual: f3D also sees the session's "
+                     "mask before the accept (an existing result) as an input channel")
     f3d.add_argument("--state-workers", type=int, default=2, help="--residual: processes that simulate them")
     f3d.add_argument("--seed", type=int, default=0)
     f3d.add_argument("--device", default="auto")

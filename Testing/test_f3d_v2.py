@@ -170,7 +170,7 @@ def test_train_residual_f3d_command_simulates_loop_states(tmp_path):
     out = tmp_path / "run"
     args = ["train", "f3d", "--residual", "--manifest", str(manifest), "--init-2d", str(f2d_path),
             "--out", str(out), "--batch", "1", "--threads", "1", "--loop-runs", "2", "--state-workers", "1",
-            "--engine-runs", "2", "--refine-runs", "2"]
+            "--engine-runs", "2", "--refine-runs", "2", "--previous-mask"]
     assert main(args + ["--steps", "2"]) == 0
     real = sorted((out / "states").glob("state-*.npz"))
     engine = sorted((out / "states-engine").glob("state-*.npz"))

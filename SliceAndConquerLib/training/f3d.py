@@ -91,7 +91,7 @@ def make_sample(volumes: TrainingVolumes, f2d, rng, curriculum: bool):
 
 
 def build_model(args) -> F3D:
-    extra = {"previous_channel": not args.no_previous_mask} if args.residual else {}
+    extra = {"previous_channel": args.previous_mask} if args.residual else {}
     kind = ResidualF3D if args.residual else F3D
     if args.no_transfer or not args.init_2d:
         return kind(args.width, mask_attention=not args.no_mask_attention, **extra)
@@ -117,7 +117,7 @@ def residual_step(states, args, device, streams):
         optimizer.zero_grad(set_to_none=True)
         losses, ious = [], []
         for _ in range(args.batch):
-            tensors = load_state_sample(pool[rng.integers(len(pool))], not args.no_previous_mask)[:4]
+            tensors = load_state_sample(pool[rng.integers(len(pool))], args.previous_mask)[:4]
             dims = [2 + int(d) for d in np.flatnonzero(rng.random(3) < 0.5)]
             image_path, guidance, guess, goal = (t.flip(dims).to(device) for t in tensors)
             logits, attention = net(image_path, guidance, guess)
@@ -189,7 +189,7 @@ def train(args) -> Path:
               "prior_fall_off": FALL_OFF_SCALE}
     if args.residual:
         arch["residual"] = True
-        arch["previous_channel"] = not args.no_previous_mask
+        arch["previous_channel"] = args.previous_mask
         config["f2d_sha256"] = sha256(args.init_2d)  # the f2D whose masks it learned to correct
         # how its confidence is read: the softmax of its logits when trained without LogitNorm
         config["confidence"] = "softmax" if args.loss == "ce-dice" else "logit-norm"
@@ -208,7 +208,7 @@ def train(args) -> Path:
     if args.residual:
         card["architecture"] = ("f3D v2 (ResidualF3D): " + card["architecture"] + "; output = the guess's "
                                 "logits (signed distance in grid voxels, clipped) + a residual whose head "
-                                "starts at zero" + ("" if args.no_previous_mask else "; its image path also "
+                                "starts at zero" + ("" if not args.previous_mask else "; its image path also "
                                 "sees the session's previous mask (zero-initialised channel)"))
         card["data"]["loop_states"] = {
             "files": len(states), "robot_runs": args.loop_runs,
