@@ -94,7 +94,7 @@ def test_only_the_previous_mask_channel_lets_f3d_see_an_existing_mask_where_the_
     model = ResidualF3D(width=8, f2d=F2D(width=8), previous_channel=previous_channel)
     with torch.no_grad():
         model.body.head.weight.normal_(0, 5.0)
-        model.body.image_conv.weight[:, -1].normal_(0, 1.0)  # with the channel: its (zero) weights
+        model.body.image_conv.weight[:, -1].normal_(0, 1.0)  # the previous mask's zero weights (else the guess's)
     image, spacing, truth, accepted = _ball_scene()
     guesser = ShapePrior3D()
     network = ResidualNetwork3D(model, "cpu")

@@ -29,8 +29,8 @@ import torch
 from scipy import ndimage
 
 from ..classic import CrossRecommender, ShapePrior3D
-from ..errors import InputError
 from ..data.thick import slab_grid, slab_mean
+from ..errors import InputError
 from ..evaluation.robot import largest_error_plane, run_robot
 from ..geometry import bounding_box, punch_holes
 from ..models.predictor3d import residual_inputs, to_grid
