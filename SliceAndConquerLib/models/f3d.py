@@ -158,8 +158,7 @@ class ResidualF3D(F3D):
     def __init__(self, width: int = 16, mask_attention: bool = True, f2d: F2D | None = None,
                  previous_channel: bool = False):
         """previous_channel: a third image-path input, the session's mask before this accept (an
-        existing result, or the last 3D result), with zero weights at the start. Without it the
-        residual sees the guess only, which replaces an existing mask near the accepted planes."""
+        existing result, or the last 3D result), with zero weights at the start."""
         super().__init__(width, mask_attention, f2d)
         self.previous_channel = previous_channel
         if previous_channel:

@@ -202,7 +202,8 @@ def write_states(manifest, folder, runs: int, workers: int, seed: int, f2d_weigh
     folder = Path(folder)
     settings = {"manifest": str(manifest), "runs": runs, "seed": seed, "f2d": str(f2d_weights),
                 "iterations": ITERATIONS, "perfect_share": PERFECT_SHARE, "thick_share": THICK_SHARE,
-                "grids": list(GRID_SIZES), "source": source, "previous_mask": True}
+                "grids": list(GRID_SIZES), "source": source,
+                "previous_mask": True}  # states keep the previous mask: older folders are made again
     if source == "engine":
         settings["lesion_share"] = LESION_SHARE
     if source == "refine":
