@@ -344,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     f3d.add_argument("--previous-mask", action="store_true", help="--residual: f3D also sees the session's "
                      "mask before the accept (an existing result) as an input channel")
     f3d.add_argument("--state-workers", type=int, default=2, help="--residual: processes that simulate them")
+    f3d.add_argument("--init", type=Path, help="--residual: fine-tune: start from these trained f3D v2 "
+                     "weights (same inputs, trained with the same --init-2d) instead of the transfer")
     f3d.add_argument("--seed", type=int, default=0)
     f3d.add_argument("--device", default="auto")
     f3d.add_argument("--threads", type=int)

@@ -138,8 +138,8 @@ def test_residual_inputs_are_none_without_target_and_carry_the_guess():
     assert torch.equal(inputs.guess_logit[0, 0] > 0, inputs.image_path[0, 1] > 0.5)
 
 
-def _weights(tmp_path, name, config):
-    path = save_weights(tmp_path / name, ResidualF3D(width=8), config)
+def _weights(tmp_path, name, config, model=None):
+    path = save_weights(tmp_path / name, model if model is not None else ResidualF3D(width=8), config)
     write_card(path, {"model": "f3d"})
     return path
 
@@ -310,3 +310,33 @@ def test_a_single_slice_volume_is_refused_on_the_other_axes_only(thin_axis):
     assert session.recommend() is None or session.recommend().axis == thin_axis
     with pytest.raises(InputError, match="two of its axes"):
         Session(np.zeros((1, 1, 8), np.float32), (1, 1, 1), None, None)
+
+
+def test_fine_tuning_starts_from_the_given_f3d_and_refuses_one_of_other_inputs(tmp_path, capsys):
+    from test_f2d import _tiny_manifest
+    from SliceAndConquerLib.cli import main
+    from SliceAndConquerLib.models.weights import load_state, sha256
+
+    manifest = _tiny_manifest(tmp_path)
+    torch.manual_seed(1)  # as above: an untrained f2D whose runs give states
+    f2d_path = save_weights(tmp_path / "f2d.pt", F2D(width=8), {"arch": {"width": 8}})
+    write_card(f2d_path, {"model": "f2d"})
+    torch.manual_seed(2)
+    trained = ResidualF3D(8)
+    torch.nn.init.normal_(trained.body.head.weight, std=0.1)  # not the zero head a fresh transfer has
+    start = _weights(tmp_path, "start.pt", {"arch": {"width": 8, "mask_attention": True, "residual": True},
+                                            "f2d_sha256": sha256(f2d_path)}, trained)
+    args = ["train", "f3d", "--residual", "--manifest", str(manifest), "--init-2d", str(f2d_path),
+            "--batch", "1", "--threads", "1", "--loop-runs", "2", "--state-workers", "1", "--steps", "1"]
+    # a learning rate of zero leaves the weights where they start: those of --init, not of the transfer
+    assert main(args + ["--out", str(tmp_path / "run"), "--init", str(start), "--lr", "0"]) == 0
+    tuned = load_state(tmp_path / "run" / "f3d.pt")["state_dict"]
+    assert all(torch.equal(tuned[k], v) for k, v in trained.state_dict().items())
+    card = json.loads((tmp_path / "run" / "f3d.json").read_text())
+    assert card["init"] == {"weights": str(start), "sha256": sha256(start)}
+    assert main(args + ["--out", str(tmp_path / "other"), "--init", str(start), "--previous-mask"]) == 2
+    assert "without the previous-mask channel" in capsys.readouterr().err
+    other_f2d = _weights(tmp_path, "other.pt", {"arch": {"width": 8, "mask_attention": True, "residual": True},
+                                                "f2d_sha256": "0" * 64}, trained)
+    assert main(args + ["--out", str(tmp_path / "other"), "--init", str(other_f2d)]) == 2
+    assert "another f2D's masks" in capsys.readouterr().err

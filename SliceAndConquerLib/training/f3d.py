@@ -91,6 +91,8 @@ def make_sample(volumes: TrainingVolumes, f2d, rng, curriculum: bool):
 
 
 def build_model(args) -> F3D:
+    if getattr(args, "init", None):
+        return _fine_tune_start(args)
     extra = {"previous_channel": args.previous_mask} if args.residual else {}
     kind = ResidualF3D if args.residual else F3D
     if args.no_transfer or not args.init_2d:
@@ -102,6 +104,28 @@ def build_model(args) -> F3D:
     f2d = F2D(**saved["config"]["arch"])
     f2d.load_state_dict(saved["state_dict"])
     return kind(f2d.image_conv.out_channels, not args.no_mask_attention, f2d, **extra)
+
+
+def _fine_tune_start(args) -> ResidualF3D:
+    """The trained f3D v2 of `--init`, to train on. It must take the inputs this run gives it and
+    have learned on the same f2D's masks, or it would be corrected towards another session."""
+    if not args.residual:
+        raise InputError("--init (fine-tuning a trained f3D) needs --residual")
+    saved = load_state(args.init)
+    config = saved["config"]
+    arch = dict(config.get("arch", {}))
+    if not arch.pop("residual", False):
+        raise InputError(f"{args.init}: not f3D v2 weights (its config has no residual)")
+    if bool(arch.get("previous_channel", False)) != bool(args.previous_mask):
+        raise InputError(f"{args.init}: trained {'with' if arch.get('previous_channel') else 'without'} "
+                         "the previous-mask channel; pass --previous-mask to match it or leave it out")
+    if arch.get("mask_attention", True) == bool(args.no_mask_attention):
+        raise InputError(f"{args.init}: its mask attention does not match --no-mask-attention")
+    if config.get("f2d_sha256") != sha256(args.init_2d):
+        raise InputError(f"{args.init}: trained on another f2D's masks than {args.init_2d}")
+    model = ResidualF3D(**arch)
+    model.load_state_dict(saved["state_dict"])
+    return model
 
 
 def residual_step(states, args, device, streams):
@@ -198,6 +222,7 @@ def train(args) -> Path:
                         "Mean-ACS convolutions, guidance path, mask attention, two-class "
                         + ("head" if args.residual and args.loss == "ce-dice" else "LogitNorm head"),
         "transfer": None if (args.no_transfer or not args.init_2d) else str(args.init_2d),
+        "init": {"weights": str(args.init), "sha256": sha256(args.init)} if getattr(args, "init", None) else None,
         "data": {"manifest": str(args.manifest),
                  "split": "train.json of `snc data fetch` (validation subjects ts-ct and colin27 excluded)"},
         "recipe": {"loss": (f"CE + soft Dice, + {args.attention_weight} * the same on the attention logits"
