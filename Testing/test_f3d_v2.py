@@ -9,7 +9,8 @@ from conftest import make_sphere
 from SliceAndConquerLib.classic import CrossRecommender, ShapePrior3D
 from SliceAndConquerLib.clicks import Click
 from SliceAndConquerLib.models.f2d import F2D
-from SliceAndConquerLib.models.f3d import GUESS_LIMIT, ResidualF3D
+from SliceAndConquerLib.models.f2d_v2 import F2DV2, FrozenBatchNorm
+from SliceAndConquerLib.models.f3d import GUESS_LIMIT, ResidualF3D, ResidualF3DV2
 from SliceAndConquerLib.models.predictor3d import (EMPTY_ACCEPT, ResidualNetwork3D, guess_logit, load_f3d,
                                                    residual_inputs)
 from SliceAndConquerLib.models.roi import roi_for
@@ -31,10 +32,22 @@ def _ball_scene():
     return image, spacing, truth, accepted
 
 
-@pytest.mark.parametrize("transfer,previous_channel", [(False, False), (True, False), (True, True)])
+def _f2d_v2():
+    """A small f2D v2 whose guidance conv is not zero (a trained one's is not)."""
+    torch.manual_seed(0)
+    f2d = F2DV2(width=16, refine=8)
+    torch.nn.init.normal_(f2d.guide_conv.weight, std=0.1)
+    return f2d
+
+
+@pytest.mark.parametrize("transfer,previous_channel", [(False, False), (True, False), (True, True), ("v2", False),
+                                                       ("v2", True)])
 def test_untrained_residual_f3d_returns_exactly_the_guess(transfer, previous_channel):
     torch.manual_seed(0)
-    model = ResidualF3D(width=8, f2d=F2D(width=8) if transfer else None, previous_channel=previous_channel)
+    if transfer == "v2":
+        model = ResidualF3DV2(f2d=_f2d_v2(), previous_channel=previous_channel)
+    else:
+        model = ResidualF3D(width=8, f2d=F2D(width=8) if transfer else None, previous_channel=previous_channel)
     image, spacing, _, accepted = _ball_scene()
     previous = np.zeros(image.shape, bool)
     previous[2:5, 2:5, 2:5] = True  # earlier work far from the planes: the guess keeps it
@@ -340,3 +353,57 @@ def test_fine_tuning_starts_from_the_given_f3d_and_refuses_one_of_other_inputs(t
                                                 "f2d_sha256": "0" * 64}, trained)
     assert main(args + ["--out", str(tmp_path / "other"), "--init", str(other_f2d)]) == 2
     assert "another f2D's masks" in capsys.readouterr().err
+
+
+def test_f2d_v2_transfers_to_f3d_v2_conv_by_conv():
+    f2d = _f2d_v2()
+    model = ResidualF3DV2(f2d=f2d, previous_channel=True)
+    convs2d = {n: m for n, m in f2d.named_modules() if isinstance(m, torch.nn.Conv2d)}
+    convs3d = {n[len("body."):]: m for n, m in model.named_modules() if type(m).__name__ == "SoftACSConv"
+               and n.startswith("body.")}
+    assert set(convs2d) == set(convs3d)
+    depthwise = [n for n, conv in convs2d.items() if conv.groups > 1]
+    assert depthwise and all(convs3d[n].groups == convs2d[n].groups for n in depthwise)
+    for name, conv in convs2d.items():
+        if name not in ("guide_conv", "head"):
+            assert torch.equal(convs3d[name].weight, conv.weight), name
+    guide, w = model.body.guide_conv.weight, f2d.guide_conv.weight  # [P+, P-, M2D, marker, guess, previous]
+    assert torch.equal(guide[:, :3], w) and torch.equal(guide[:, 4], w[:, 2])
+    assert not guide[:, 3].any() and not guide[:, 5].any()
+    assert not model.body.head.weight.any() and model.body.head.out_channels == 2
+    norm = next(m for m in model.body.modules() if isinstance(m, FrozenBatchNorm))
+    with torch.no_grad():
+        norm.running_mean.normal_()
+    x = torch.randn(2, norm.weight.numel(), 3, 4, 5)  # a frozen BatchNorm: the same map in 3D as in 2D
+    assert torch.allclose(norm(x)[:, :, 1], norm(x[:, :, 1]))
+    logits, attention = model.residual(torch.rand(1, 3, 16, 20, 24), torch.zeros(1, 4, 16, 20, 24))
+    assert logits.shape == (1, 2, 16, 20, 24) and attention.shape == (1, 1, 16, 20, 24)
+    assert ResidualF3DV2(f2d=f2d, mask_attention=False).residual(torch.rand(1, 2, 16, 16, 16),
+                                                                 torch.zeros(1, 4, 16, 16, 16))[1] is None
+
+
+def test_train_f3d_from_f2d_v2_weights(tmp_path, capsys):
+    from test_f2d import _tiny_manifest
+    from SliceAndConquerLib.cli import main
+
+    manifest = _tiny_manifest(tmp_path)
+    f2d = _f2d_v2()
+    torch.nn.init.constant_(f2d.head.bias, 2.0)  # an untrained f2D that finds something, so runs give states
+    f2d_path = save_weights(tmp_path / "f2d.pt", f2d, {"arch": {"name": "v2", "width": 16, "refine": 8},
+                                                          "input_size": 128, "first_click": "fixed"})
+    write_card(f2d_path, {"model": "f2d"})
+    args = ["train", "f3d", "--manifest", str(manifest), "--init-2d", str(f2d_path), "--batch", "1",
+            "--threads", "1", "--loop-runs", "2", "--state-workers", "1", "--steps", "1"]
+    assert main(args + ["--out", str(tmp_path / "v1")]) == 2  # the non-residual f3D is v1's only
+    assert "f3D v2 only; add --residual" in capsys.readouterr().err
+    out = tmp_path / "run"
+    assert main(args + ["--residual", "--out", str(out)]) == 0
+    network = load_f3d(out / "f3d.pt", "cpu", f2d_weights=f2d_path)
+    assert isinstance(network.model, ResidualF3DV2)
+    assert network.model.arch == {"name": "v2", "width": 16, "refine": 8, "mask_attention": True,
+                                  "previous_channel": False}
+    card = json.loads((out / "f3d.json").read_text())
+    assert card["architecture"].startswith("f3D v2 (ResidualF3DV2") and card["transfer"] == str(f2d_path)
+    # fine-tuning it keeps its architecture
+    assert main(args + ["--residual", "--out", str(tmp_path / "tuned"), "--init", str(out / "f3d.pt")]) == 0
+    assert isinstance(load_f3d(tmp_path / "tuned" / "f3d.pt", "cpu").model, ResidualF3DV2)

@@ -120,6 +120,7 @@ class F2DV2(nn.Module):
 
     def __init__(self, width: int = 64, refine: int = 32):
         super().__init__()
+        self.width, self.refine_width = width, refine
         self.encoder = nn.Module()
         self.encoder.features = mobilenet_v2_features(in_channels=1, head=False)
         self.guide_conv = nn.Conv2d(3, 32, 3, 2, 1, bias=False)  # Conv1S: clicks + previous mask
@@ -144,8 +145,9 @@ class F2DV2(nn.Module):
         fold_batchnorm(self)
         return self
 
-    def encode(self, image, guidance):
-        """Encoder features at strides 2, 4, 8, 16, 32."""
+    def encode(self, image, guidance, attend=None):
+        """Encoder features at strides 2, 4, 8, 16, 32. attend: an optional function applied to the
+        stride-4 features before the deeper layers see them (f3D's mask attention)."""
         features = self.encoder.features
         stem = features[0]
         x = stem[0]((image - GREY_MEAN) / GREY_STD) + self.guide_conv(guidance)
@@ -153,19 +155,25 @@ class F2DV2(nn.Module):
         taps = []
         for i in range(1, len(features)):
             x = features[i](x)
+            if i == TAPS[1] and attend is not None:
+                x = attend(x)
             if i in TAPS:
                 taps.append(x)
         return taps
 
-    def forward(self, image, previous, clicks):
-        """image in [0, 1], previous: [B, 1, H, W]; clicks: [B, 2, H, W] (positive, negative disks).
-        Returns foreground logits [B, 1, H, W]."""
-        half, *pyramid = self.encode(image, torch.cat([clicks, previous], dim=1))
+    def decode(self, taps):
+        """Encoder taps -> the refined half-resolution features the head reads."""
+        half, *pyramid = taps
         y = self.laterals[-1](pyramid[-1])
         for level in range(len(pyramid) - 2, -1, -1):   # stride 16, 8, 4
             y = self.smooth[level](self.laterals[level](pyramid[level]) + self._up(y, pyramid[level]))
-        y = self.refine(torch.cat([self._up(y, half), half], 1))
-        return self._up(self.head(y), image)
+        return self.refine(torch.cat([self._up(y, half), half], 1))
+
+    def forward(self, image, previous, clicks):
+        """image in [0, 1], previous: [B, 1, H, W]; clicks: [B, 2, H, W] (positive, negative disks).
+        Returns foreground logits [B, 1, H, W]."""
+        taps = self.encode(image, torch.cat([clicks, previous], dim=1))
+        return self._up(self.head(self.decode(taps)), image)
 
 
 def adapt_pretrained(state: dict) -> dict:

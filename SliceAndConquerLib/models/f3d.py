@@ -17,6 +17,8 @@ Mask attention: from the 1/4-resolution features and the downsampled guidance, a
 the target (its own logits, trained with an NFL term, L_3D = L_seg + lambda L_attn) and its sigmoid
 re-weights the features, x <- x * (1 + A), so the masks steer the whole decoder.
 
+f2D v2 (the MobileNetV2 encoder) transfers to `ResidualF3DV2`, the same way (its docstring).
+
 Output: two-class logits (background, foreground) so that LogitNorm and the max-softmax confidence
 of the recommendation are defined; f2D's single-logit head w becomes (0, w). Not (-w/2, +w/2): with
 logits exactly opposite, LogitNorm's normalised difference sits at its maximum, where its gradient
@@ -32,6 +34,7 @@ import torch.nn.functional as F
 from acsconv.operators import SoftACSConv
 
 from .f2d import F2D
+from .f2d_v2 import TAP_CHANNELS, F2DV2
 
 IMAGE_CHANNELS = 2     # I, M_{t-1}
 GUIDANCE_CHANNELS = 4  # P+, P-, M^{2D->3D}, accepted-plane marker
@@ -174,5 +177,71 @@ class ResidualF3D(F3D):
 
     def forward(self, image, guidance, guess):
         """guess: [B, 1, *grid] guess logit. Returns (logits [B, 2, *grid], attention logits)."""
-        residual, attention = self.residual(image, guidance)
-        return residual + torch.cat([torch.zeros_like(guess), guess], 1), attention
+        return _plus_guess(*self.residual(image, guidance), guess)
+
+
+def _plus_guess(residual, attention, guess):
+    """The residual logits added to the guess's logits (0, g)."""
+    return residual + torch.cat([torch.zeros_like(guess), guess], 1), attention
+
+
+class ResidualF3DV2(nn.Module):
+    """f3D v2 transferred from f2D v2 (ImageNet MobileNetV2 encoder, FPN decoder): the same residual
+    on the guess, with ResidualF3D's inputs and outputs.
+
+    Every dense conv becomes Mean-ACS and every depthwise conv a grouped Mean-ACS conv with f2D's
+    weights; the frozen BatchNorms are per-channel affine maps and stay as they are; GroupNorm works
+    in 3D. The image conv sees only the normalised image (its ImageNet filters expect nothing else),
+    so the guess, and the optional previous mask, join the click disks and the accepted masks in the
+    guidance conv; the guess starts with f2D's previous-mask weights, the accepted masks too, the
+    plane marker and the previous mask at zero. Mask attention re-weights the stride-4 features."""
+
+    def __init__(self, width: int = 64, refine: int = 32, mask_attention: bool = True,
+                 f2d: F2DV2 | None = None, previous_channel: bool = False):
+        super().__init__()
+        source = f2d if f2d is not None else F2DV2(width, refine)
+        self.arch = {"name": "v2", "width": source.width, "refine": source.refine_width,
+                     "mask_attention": mask_attention, "previous_channel": previous_channel}
+        body = convert_to_3d(source)
+        prev_mask = 2  # f2D guidance channels: positive, negative, previous mask
+        sources = [0, 1, prev_mask, None, prev_mask] + ([None] if previous_channel else [])
+        body.guide_conv = _widen(body.guide_conv, sources)
+        body.head = SoftACSConv(body.head.in_channels, 2, 1, mean=True)
+        with torch.no_grad():  # the residual starts at zero: f3D returns its guess
+            body.head.weight.zero_()
+            body.head.bias.zero_()
+        self.body = body
+        self.previous_channel = previous_channel
+        self.attention = MaskAttention(TAP_CHANNELS[1]) if mask_attention else None
+
+    def residual(self, image, guidance):
+        """image: [B, 2 or 3, *grid] (I, the guess, with `previous_channel` the previous mask);
+        guidance: [B, 4, *grid]. Returns (residual logits [B, 2, *grid], attention logits or None)."""
+        b, attention = self.body, []
+
+        def attend(features):
+            logits = self.attention(features, guidance)
+            attention.append(logits)
+            return features * (1 + torch.sigmoid(logits))
+
+        taps = b.encode(image[:, :1], torch.cat([guidance, image[:, 1:]], 1),
+                        attend if self.attention is not None else None)
+        logits = b._up(b.head(b.decode(taps)), image)
+        return logits, (b._up(attention[0], image) if attention else None)
+
+    def forward(self, image, guidance, guess):
+        """guess: [B, 1, *grid] guess logit. Returns (logits [B, 2, *grid], attention logits)."""
+        return _plus_guess(*self.residual(image, guidance), guess)
+
+
+def build_f3d(arch: dict) -> nn.Module:
+    """An untrained f3D of a saved `arch` config (ResidualF3DV2 for {"name": "v2", ...})."""
+    arch = dict(arch)
+    name, residual = arch.pop("name", "v1"), arch.pop("residual", False)
+    if name == "v2":
+        if not residual:
+            raise ValueError("an f3D from f2D v2 is always residual (f3D v2)")
+        return ResidualF3DV2(**arch)
+    if name != "v1":
+        raise ValueError(f"unknown f3D architecture {name!r}")
+    return (ResidualF3D if residual else F3D)(**arch)

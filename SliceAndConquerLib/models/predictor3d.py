@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from ..session import Prediction3D, guidance_volumes
 from ..shape_prior import BLEND_POWER, FALL_OFF_SCALE, prior_or_previous
 from ..training.losses import LOGIT_NORM_TAU, logit_norm
-from .f3d import F3D, GUESS_LIMIT, ResidualF3D
+from .f3d import F3D, GUESS_LIMIT, ResidualF3D, build_f3d
 from .roi import GRID, ROI, roi_for
 from .weights import ModelFileError, load_state, pick_device, sha256
 
@@ -29,9 +29,12 @@ def load_f3d(weights, device: str = "auto", f2d_weights=None):
                              f"(sha256 {trained_with[:12]}...) than {f2d_weights} (sha256 "
                              f"{sha256(f2d_weights)[:12]}...); put back that f2D, or train f3D again "
                              f"with `snc train f3d --residual --init-2d {f2d_weights}`")
-    arch = dict(config.get("arch", {}))
-    residual = arch.pop("residual", False)
-    model = (ResidualF3D if residual else F3D)(**arch)
+    arch = config.get("arch", {})
+    residual = arch.get("residual", False)
+    try:
+        model = build_f3d(arch)
+    except (TypeError, ValueError) as exc:  # a config of another version
+        raise ModelFileError(f"{weights}: its config describes no f3D this version knows ({arch}): {exc}") from None
     try:
         model.load_state_dict(saved["state_dict"])
     except RuntimeError as exc:  # shapes of another width or architecture

@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy import ndimage
+from torch import nn
 
 from ..clicks import next_click
 from ..geometry import bounding_box
 from ..errors import InputError
-from ..models.f2d import F2D
-from ..models.f3d import F3D, ResidualF3D
+from ..models.f2d_v2 import F2DV2, build_f2d
+from ..models.f3d import F3D, ResidualF3D, ResidualF3DV2, build_f3d
 from ..models.predictor2d import load_f2d
 from ..models.predictor3d import roi_inputs, to_grid
 from ..models.roi import GRID, roi_for
@@ -94,27 +95,31 @@ def build_model(args) -> F3D:
     if getattr(args, "init", None):
         return _fine_tune_start(args)
     extra = {"previous_channel": args.previous_mask} if args.residual else {}
+    f2d = None
+    if args.init_2d:
+        saved = load_state(args.init_2d)
+        f2d = build_f2d(saved["config"]["arch"])
+        f2d.load_state_dict(saved["state_dict"])
+    if isinstance(f2d, F2DV2):  # MobileNetV2 f2D: its f3D is the residual one
+        if not args.residual:
+            raise InputError(f"{args.init_2d}: f2D v2 weights transfer to f3D v2 only; add --residual")
+        return ResidualF3DV2(f2d.width, f2d.refine_width, not args.no_mask_attention,
+                             None if args.no_transfer else f2d, **extra)
     kind = ResidualF3D if args.residual else F3D
-    if args.no_transfer or not args.init_2d:
+    if args.no_transfer or f2d is None:
         return kind(args.width, mask_attention=not args.no_mask_attention, **extra)
-    saved = load_state(args.init_2d)
-    if saved["config"]["arch"].get("name", "v1") != "v1":
-        raise InputError(f"{args.init_2d}: f3D transfer is implemented for f2D v1 weights only; pass "
-                         "--no-transfer or v1 weights")
-    f2d = F2D(**saved["config"]["arch"])
-    f2d.load_state_dict(saved["state_dict"])
     return kind(f2d.image_conv.out_channels, not args.no_mask_attention, f2d, **extra)
 
 
-def _fine_tune_start(args) -> ResidualF3D:
+def _fine_tune_start(args) -> nn.Module:
     """The trained f3D v2 of `--init`, to train on. It must take the inputs this run gives it and
     have learned on the same f2D's masks, or it would be corrected towards another session."""
     if not args.residual:
         raise InputError("--init (fine-tuning a trained f3D) needs --residual")
     saved = load_state(args.init)
     config = saved["config"]
-    arch = dict(config.get("arch", {}))
-    if not arch.pop("residual", False):
+    arch = config.get("arch", {})
+    if not arch.get("residual", False):
         raise InputError(f"{args.init}: not f3D v2 weights (its config has no residual)")
     if bool(arch.get("previous_channel", False)) != bool(args.previous_mask):
         raise InputError(f"{args.init}: trained {'with' if arch.get('previous_channel') else 'without'} "
@@ -123,7 +128,7 @@ def _fine_tune_start(args) -> ResidualF3D:
         raise InputError(f"{args.init}: its mask attention does not match --no-mask-attention")
     if config.get("f2d_sha256") != sha256(args.init_2d):
         raise InputError(f"{args.init}: trained on another f2D's masks than {args.init_2d}")
-    model = ResidualF3D(**arch)
+    model = build_f3d(arch)
     model.load_state_dict(saved["state_dict"])
     return model
 
@@ -183,7 +188,7 @@ def train(args) -> Path:
         volumes = TrainingVolumes(args.manifest)
         f2d = load_f2d(args.init_2d, "cpu") if args.init_2d else None  # the real 2D masks of the simulation
     model = build_model(args)
-    if args.init_2d and not args.no_transfer:
+    if isinstance(model, F3D) and args.init_2d and not args.no_transfer:
         args.width = model.body.image_conv.out_channels
 
     def volume_step(net, optimizer, progress):
@@ -209,6 +214,8 @@ def train(args) -> Path:
         streams["rng"] = np.random.default_rng([seed, at_step])
 
     arch = {"width": args.width, "mask_attention": not args.no_mask_attention}
+    if isinstance(model, ResidualF3DV2):
+        arch = dict(model.arch)
     config = {"arch": arch, "grid": GRID, "tau": args.tau, "prior_power": BLEND_POWER,
               "prior_fall_off": FALL_OFF_SCALE}
     if args.residual:
@@ -235,6 +242,12 @@ def train(args) -> Path:
                                 "logits (signed distance in grid voxels, clipped) + a residual whose head "
                                 "starts at zero" + ("" if not args.previous_mask else "; its image path also "
                                 "sees the session's previous mask (zero-initialised channel)"))
+        if isinstance(model, ResidualF3DV2):
+            card["architecture"] = (
+                f"f3D v2 (ResidualF3DV2, {model.arch}): f2D v2 (MobileNetV2 encoder, FPN decoder) with "
+                "Mean-ACS convolutions (grouped for the depthwise ones), its frozen BatchNorm as per-channel "
+                "affine maps, the guess in the guidance conv, mask attention at stride 4, a two-class head; "
+                "output = the guess's logits + a residual whose head starts at zero")
         card["data"]["loop_states"] = {
             "files": len(states), "robot_runs": args.loop_runs,
             "engine_runs": args.engine_runs, "engine_files": len(engine_states),
