@@ -91,7 +91,7 @@ def make_sample(volumes: TrainingVolumes, f2d, rng, curriculum: bool):
         return image_path, guidance, goal.float(), target.weight
 
 
-def build_model(args) -> F3D:
+def build_model(args) -> nn.Module:
     if getattr(args, "init", None):
         return _fine_tune_start(args)
     extra = {"previous_channel": args.previous_mask} if args.residual else {}
