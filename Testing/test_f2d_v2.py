@@ -357,3 +357,18 @@ def test_benchmark_reports_groups_their_macro_mean_and_thick_planes(tmp_path):
                                                                      result["by_group"].values()]), abs=1e-3)
     assert result["thick_planes"]["slices"] == 4  # the two planes through the 3 mm axis of each case
     assert len(result["per_slice"]) == 6 and all(len(s["dice"]) == 3 for s in result["per_slice"])
+
+
+def test_first_click_area_ratio_is_the_first_guess_over_the_target():
+    from SliceAndConquerLib.evaluation.benchmark_f2d import click_curve, summarize_curves
+
+    truth = make_sphere((1, 64, 64), radius=10)[0]
+
+    class LeftHalf:  # a first guess that covers the left half of the target, then the whole of it
+        def predict(self, image, mask, clicks, spacing):
+            return truth.copy() if len(clicks) > 1 else truth & (np.arange(64) < 32)[None, :]
+
+    ious, dices, ratio = click_curve(LeftHalf(), truth.astype(np.float32), truth, (1.0, 1.0), 3)
+    assert ratio == pytest.approx((truth[:, :32]).sum() / truth.sum()) and ratio < 0.6
+    assert dices[1] == 1.0
+    assert summarize_curves([(ious, dices, ratio), (ious, dices, 2.0), (ious, dices, 3.0)], 3)["first_area_ratio"] == 2.0

@@ -28,8 +28,9 @@ from .robot import largest_area_index
 
 
 def click_curve(predictor, image2d, truth2d, spacing2d, max_clicks):
-    """Per-click IoU and DSC of one slice."""
-    clicks, mask, ious, dices = [], np.zeros(truth2d.shape, bool), [], []
+    """Per-click IoU and DSC of one slice, and the first click's mask area over the target's (below 1:
+    the first guess is too small)."""
+    clicks, mask, ious, dices, first_area = [], np.zeros(truth2d.shape, bool), [], [], None
     for _ in range(max_clicks):
         click = next_click(mask, truth2d)
         if click is None:  # perfect: the curve stays at 1
@@ -40,7 +41,9 @@ def click_curve(predictor, image2d, truth2d, spacing2d, max_clicks):
         mask = predictor.predict(image2d, mask, clicks, spacing2d)
         ious.append(iou(mask, truth2d))
         dices.append(dice(mask, truth2d))
-    return ious, dices
+        if first_area is None:
+            first_area = float(mask.sum()) / max(int(truth2d.sum()), 1)
+    return ious, dices, first_area
 
 
 def noc(ious, threshold, cap):
@@ -57,6 +60,7 @@ def summarize_curves(curves, max_clicks):
         "fail_rate90": round(float(np.mean([max(c) < 0.90 for c in ious])), 4),
         "dice_at": {str(k): round(float(dices[:, k - 1].mean()), 4) for k in (1, 3, 5, 10, 20) if k <= max_clicks},
         "mean_dice_per_click": [round(float(v), 4) for v in dices.mean(axis=0)],
+        "first_area_ratio": round(float(np.median([c[2] for c in curves])), 3),  # median over slices
         "slices": len(curves),
     }
 
@@ -77,7 +81,7 @@ def latency_ms(predictor, size: int, repeats: int = 15) -> float:
     return round(1000 * statistics.median(times), 2)
 
 
-SUMMARY_KEYS = ("noc85", "noc90", "fail_rate90", "dice_at", "slices")
+SUMMARY_KEYS = ("noc85", "noc90", "fail_rate90", "dice_at", "first_area_ratio", "slices")
 
 
 def _part(curves, tags, wanted, max_clicks) -> dict:
