@@ -38,6 +38,7 @@ from .f2d_v2 import TAP_CHANNELS, F2DV2
 
 IMAGE_CHANNELS = 2     # I, M_{t-1}
 GUIDANCE_CHANNELS = 4  # P+, P-, M^{2D->3D}, accepted-plane marker
+F2D_PREVIOUS_MASK = 2  # f2D's guidance channels (v1 and v2): positive, negative, previous mask
 
 
 def acs_from_conv2d(conv: nn.Conv2d) -> SoftACSConv:
@@ -111,7 +112,7 @@ class F3D(nn.Module):
         super().__init__()
         source = f2d if f2d is not None else F2D(width)
         body = convert_to_3d(source)
-        prev_mask = 2  # f2D guidance channels: positive, negative, previous mask
+        prev_mask = F2D_PREVIOUS_MASK
         body.image_conv = _widen(body.image_conv, [0, None])
         head = body.head
         if f2d is not None:
@@ -203,7 +204,7 @@ class ResidualF3DV2(nn.Module):
         self.arch = {"name": "v2", "width": source.width, "refine": source.refine_width,
                      "mask_attention": mask_attention, "previous_channel": previous_channel}
         body = convert_to_3d(source)
-        prev_mask = 2  # f2D guidance channels: positive, negative, previous mask
+        prev_mask = F2D_PREVIOUS_MASK
         sources = [0, 1, prev_mask, None, prev_mask] + ([None] if previous_channel else [])
         body.guide_conv = _widen(body.guide_conv, sources)
         body.head = SoftACSConv(body.head.in_channels, 2, 1, mean=True)
